@@ -1,0 +1,25 @@
+//! One module per area of the CLI; each exposes a `Cmd` subcommand enum and `run`.
+
+pub mod edge;
+pub mod models;
+pub mod nf;
+pub mod testbed;
+pub mod ue;
+
+use clap::Subcommand;
+
+/// `netgpt bench ...`
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// SBI round trips on loopback against a bare hyper h2c echo server.
+    Sbi(nf::BenchSbiArgs),
+    /// Prefill/decode tokens/s and peak memory of the edge and cloud models.
+    Models(models::BenchArgs),
+}
+
+pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Sbi(a) => nf::bench_sbi(a).await,
+        BenchCmd::Models(a) => models::bench(a).await,
+    }
+}

@@ -1,0 +1,15 @@
+//! CLI: ue commands.
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    #[command(hide = true, name = "placeholder-ue")]
+    Placeholder,
+}
+
+pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Placeholder => anyhow::bail!("not implemented yet"),
+    }
+}

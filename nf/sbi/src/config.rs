@@ -1,0 +1,359 @@
+//! The testbed configuration: one file describing the NFs, the PLMN, the gNB cells
+//! with their positions and the edge sites, with every value overridable by an
+//! environment variable (`NETGPT__NRF__URI`, `NETGPT__CELL__0__SITE`, ...).
+//!
+//! Errors name the offending key (`cell[3].site`, `nf.amf.listen`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default testbed (`deploy/testbed.toml`).
+pub const DEFAULT_TESTBED_TOML: &str = include_str!("../../../deploy/testbed.toml");
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "NETGPT__";
+
+/// A configuration error naming the bad key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config: syntax error: {0}")]
+    Syntax(String),
+    #[error("config: key '{key}': {reason}")]
+    Key { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Key { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// Public land mobile network identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plmn {
+    pub mcc: String,
+    pub mnc: String,
+}
+
+/// Where the NRF is and how often NFs heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NrfConfig {
+    /// Base URI of the NRF (`http://127.0.0.1:8000`).
+    pub uri: String,
+    /// Seconds between heartbeats (NFProfile.heartBeatTimer).
+    pub heartbeat_timer: u32,
+}
+
+/// Persistence: SQLite file by default, PostgreSQL by URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+/// One network function of the testbed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NfConfig {
+    /// NF type as TS 29.510 names it (`NRF`, `AMF`, ...), or a NetGPT type.
+    #[serde(rename = "type")]
+    pub nf_type: String,
+    /// Socket address the NF's SBI server binds.
+    pub listen: SocketAddr,
+    /// Locality reported in the NFProfile (site id or `core`/`cloud`).
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// Base URI other NFs use to reach it, when it differs from `http://{listen}`
+    /// (containers, Kubernetes services).
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+impl NfConfig {
+    /// The URI peers use: `advertise`, or `http://{listen}`.
+    pub fn api_root(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+/// An edge site (a base station with an edge AI function).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// One NR cell of a gNB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellConfig {
+    /// NR Cell Identity, 36 bits as 9 hex digits (TS 29.571 `NrCellId`).
+    pub nr_cell_id: String,
+    /// Tracking area code, 6 hex digits (TS 29.571 `Tac`).
+    pub tac: String,
+    /// Human-readable place name.
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+    /// The edge site that serves this cell.
+    pub site: String,
+}
+
+/// A UE registered at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UeConfig {
+    pub supi: String,
+    /// `nr_cell_id` of its serving cell.
+    pub cell: String,
+}
+
+/// The whole testbed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestbedConfig {
+    pub data_dir: PathBuf,
+    pub plmn: Plmn,
+    pub nrf: NrfConfig,
+    pub database: DatabaseConfig,
+    /// NFs by instance name (`nrf`, `amf`, ...).
+    pub nf: BTreeMap<String, NfConfig>,
+    #[serde(default)]
+    pub site: Vec<SiteConfig>,
+    #[serde(default)]
+    pub cell: Vec<CellConfig>,
+    #[serde(default)]
+    pub ue: Vec<UeConfig>,
+}
+
+impl TestbedConfig {
+    /// The embedded default with environment overrides applied.
+    pub fn load_default() -> Result<Self, ConfigError> {
+        Self::from_toml_str(DEFAULT_TESTBED_TOML, std::env::vars())
+    }
+
+    /// Loads `path` (or the embedded default when `None`) and applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::load_default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                Self::from_toml_str(&text, std::env::vars())
+            }
+        }
+    }
+
+    /// Parses TOML text, applies `NETGPT__...` overrides from `env`, and validates.
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut overrides: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        overrides.sort();
+        for (k, v) in overrides {
+            apply_override(&mut value, &k[ENV_PREFIX.len()..], &v)?;
+        }
+        let cfg: TestbedConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::key(if key == "." { "(root)".into() } else { key }, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks: identifiers well-formed and unique, references resolve.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+            n.contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit())
+        };
+        if !digits(&self.plmn.mcc, 3..=3) {
+            return Err(ConfigError::key("plmn.mcc", "must be 3 digits"));
+        }
+        if !digits(&self.plmn.mnc, 2..=3) {
+            return Err(ConfigError::key("plmn.mnc", "must be 2 or 3 digits"));
+        }
+        if !(self.nrf.uri.starts_with("http://") || self.nrf.uri.starts_with("https://")) {
+            return Err(ConfigError::key("nrf.uri", "must be an http:// or https:// URI"));
+        }
+        if self.nrf.heartbeat_timer == 0 {
+            return Err(ConfigError::key("nrf.heartbeat_timer", "must be at least 1 second"));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(ConfigError::key("database.url", "must start with sqlite:, postgres:// or postgresql://"));
+        }
+        let mut sites = HashSet::new();
+        for (i, s) in self.site.iter().enumerate() {
+            if s.id.is_empty() || !sites.insert(s.id.as_str()) {
+                return Err(ConfigError::key(format!("site[{i}].id"), format!("'{}' is empty or duplicated", s.id)));
+            }
+            check_position(&format!("site[{i}]"), s.lat, s.lon)?;
+        }
+        let mut cells = HashSet::new();
+        for (i, c) in self.cell.iter().enumerate() {
+            let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+            if !hex(&c.nr_cell_id, 9) {
+                return Err(ConfigError::key(format!("cell[{i}].nr_cell_id"), "must be 9 hex digits (36-bit NR Cell Identity)"));
+            }
+            if !cells.insert(c.nr_cell_id.to_ascii_lowercase()) {
+                return Err(ConfigError::key(format!("cell[{i}].nr_cell_id"), format!("'{}' is duplicated", c.nr_cell_id)));
+            }
+            if !hex(&c.tac, 6) && !hex(&c.tac, 4) {
+                return Err(ConfigError::key(format!("cell[{i}].tac"), "must be 4 or 6 hex digits"));
+            }
+            if !sites.contains(c.site.as_str()) {
+                return Err(ConfigError::key(format!("cell[{i}].site"), format!("unknown site '{}'", c.site)));
+            }
+            check_position(&format!("cell[{i}]"), c.lat, c.lon)?;
+        }
+        let mut supis = HashSet::new();
+        for (i, u) in self.ue.iter().enumerate() {
+            if !is_imsi_supi(&u.supi) || !supis.insert(u.supi.as_str()) {
+                return Err(ConfigError::key(format!("ue[{i}].supi"), format!("'{}' is not a unique imsi-<15 digits> SUPI", u.supi)));
+            }
+            if !cells.contains(&u.cell.to_ascii_lowercase()) {
+                return Err(ConfigError::key(format!("ue[{i}].cell"), format!("unknown cell '{}'", u.cell)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The cell with this NR Cell Identity.
+    pub fn cell(&self, nr_cell_id: &str) -> Option<&CellConfig> {
+        self.cell.iter().find(|c| c.nr_cell_id.eq_ignore_ascii_case(nr_cell_id))
+    }
+
+    /// The site with this id.
+    pub fn site(&self, id: &str) -> Option<&SiteConfig> {
+        self.site.iter().find(|s| s.id == id)
+    }
+}
+
+/// `imsi-` followed by 5 to 15 digits (TS 29.571 `Supi` pattern for IMSI).
+pub fn is_imsi_supi(s: &str) -> bool {
+    s.strip_prefix("imsi-").is_some_and(|d| (5..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn check_position(key: &str, lat: f64, lon: f64) -> Result<(), ConfigError> {
+    if !(-90.0..=90.0).contains(&lat) {
+        return Err(ConfigError::key(format!("{key}.lat"), "must be within [-90, 90]"));
+    }
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err(ConfigError::key(format!("{key}.lon"), "must be within [-180, 180]"));
+    }
+    Ok(())
+}
+
+/// Sets the value at `path` (`NRF__URI`, `CELL__0__SITE`) to `raw`, typed like the value it replaces.
+fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let key = parts.join(".");
+    let mut cur = root;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let next = match cur {
+            toml::Value::Table(t) => {
+                if last {
+                    let typed = typed_like(t.get(part), raw);
+                    t.insert(part.clone(), typed);
+                    return Ok(());
+                }
+                t.entry(part.clone()).or_insert_with(|| toml::Value::Table(Default::default()))
+            }
+            toml::Value::Array(a) => {
+                let idx: usize = part
+                    .parse()
+                    .map_err(|_| ConfigError::key(key.clone(), format!("'{part}' is not an array index")))?;
+                let len = a.len();
+                let slot = a
+                    .get_mut(idx)
+                    .ok_or_else(|| ConfigError::key(key.clone(), format!("index {idx} out of range (length {len})")))?;
+                if last {
+                    let typed = typed_like(Some(slot), raw);
+                    *slot = typed;
+                    return Ok(());
+                }
+                slot
+            }
+            _ => return Err(ConfigError::key(key.clone(), "cannot descend into a scalar value")),
+        };
+        cur = next;
+    }
+    Ok(())
+}
+
+/// Interprets an environment string as the type of the value it replaces (string when unknown).
+fn typed_like(old: Option<&toml::Value>, raw: &str) -> toml::Value {
+    let parsed = match old {
+        Some(toml::Value::Integer(_)) => raw.parse().ok().map(toml::Value::Integer),
+        Some(toml::Value::Float(_)) => raw.parse().ok().map(toml::Value::Float),
+        Some(toml::Value::Boolean(_)) => raw.parse().ok().map(toml::Value::Boolean),
+        _ => None,
+    };
+    // A value of the wrong type stays a string, so deserialisation names the key.
+    parsed.unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn default_testbed_is_valid() {
+        let cfg = TestbedConfig::from_toml_str(DEFAULT_TESTBED_TOML, env(&[])).unwrap();
+        assert_eq!(cfg.nrf.uri, "http://127.0.0.1:8000");
+        assert_eq!(cfg.ue[0].supi, "imsi-001010000000001");
+        assert!(cfg.site.len() >= 4);
+        assert_eq!(cfg.plmn, Plmn { mcc: "001".into(), mnc: "01".into() });
+    }
+
+    #[test]
+    fn env_overrides_tables_arrays_and_numbers() {
+        let cfg = TestbedConfig::from_toml_str(
+            DEFAULT_TESTBED_TOML,
+            env(&[
+                ("NETGPT__NRF__URI", "http://nrf:8000"),
+                ("NETGPT__NRF__HEARTBEAT_TIMER", "3"),
+                ("NETGPT__NF__AMF__LISTEN", "0.0.0.0:9001"),
+                ("NETGPT__CELL__0__SITE", "edge-paris"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.nrf.uri, "http://nrf:8000");
+        assert_eq!(cfg.nrf.heartbeat_timer, 3);
+        assert_eq!(cfg.nf["amf"].listen.port(), 9001);
+        assert_eq!(cfg.cell[0].site, "edge-paris");
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let err = |pairs: &[(&str, &str)]| {
+            TestbedConfig::from_toml_str(DEFAULT_TESTBED_TOML, env(pairs)).unwrap_err().to_string()
+        };
+        assert!(err(&[("NETGPT__NRF__HEARTBEAT_TIMER", "soon")]).contains("nrf.heartbeat_timer"));
+        assert!(err(&[("NETGPT__NF__AMF__LISTEN", "nowhere")]).contains("nf.amf.listen"));
+        assert!(err(&[("NETGPT__CELL__2__SITE", "edge-mars")]).contains("cell[2].site"));
+        assert!(err(&[("NETGPT__UE__0__CELL", "fffffffff")]).contains("ue[0].cell"));
+        assert!(err(&[("NETGPT__CELL__99__SITE", "x")]).contains("out of range"));
+        let unknown = TestbedConfig::from_toml_str("bogus = 1\n", env(&[])).unwrap_err().to_string();
+        assert!(unknown.contains("bogus") || unknown.contains("unknown field"), "{unknown}");
+    }
+}
