@@ -4,7 +4,13 @@
 //! One architecture per file (`gpt2`, `llama`); generation, LoRA, tokenisation and
 //! training are their own modules and the model code is unaware of them.
 
+pub mod bpe;
+pub mod data;
 pub mod generation;
+pub mod gpt2;
+pub mod lora;
+pub mod peft;
+pub mod train;
 
 /// Errors of the models crate.
 #[derive(Debug, thiserror::Error)]
