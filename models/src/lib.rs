@@ -4,12 +4,18 @@
 //! One architecture per file (`gpt2`, `llama`); generation, LoRA, tokenisation and
 //! training are their own modules and the model code is unaware of them.
 
+pub mod bench;
 pub mod bpe;
+pub mod chat;
 pub mod data;
+pub mod fetch;
 pub mod generation;
+pub mod gguf;
 pub mod gpt2;
+pub mod llama;
 pub mod lora;
 pub mod peft;
+pub mod tokenizer;
 pub mod train;
 
 /// Errors of the models crate.

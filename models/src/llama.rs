@@ -1,0 +1,556 @@
+//! Cloud LLM: the LLaMA architecture (RMSNorm, SwiGLU MLP, RoPE, grouped-query attention).
+//!
+//! One model struct serves three sources: a GGUF file (quantized weights, optionally
+//! requantized at load — Q4_1 matmuls are scalar in candle, Q8_0 ones use SIMD), a Hugging
+//! Face checkpoint folder (safetensors + `config.json`), and any `VarBuilder` (tests build
+//! tiny random models this way).
+//!
+//! The KV cache lives outside the weights ([`KvCache`]), so one loaded model can run many
+//! sequences. [`Llama::forward_seqs`] feeds several sequences at once: the projections and
+//! MLP run once over all their tokens stacked, attention runs per sequence over its own
+//! cache and position — that is what batched decoding is built on.
+
+use std::path::Path;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use crate::generation::CausalLm;
+use crate::gguf::Gguf;
+use crate::{Error, Result};
+
+/// Hyper-parameters, named as in a Hugging Face LLaMA `config.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct LlamaConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (grouped-query attention); defaults to the query heads.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base frequency.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f32,
+    /// Longest context.
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    /// Whether the output head reuses the token embedding.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_rope_theta() -> f32 {
+    10_000.0
+}
+fn default_max_pos() -> usize {
+    2048
+}
+
+impl LlamaConfig {
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Names and shapes of every tensor of a Hugging Face checkpoint of this configuration
+    /// (`lm_head.weight` only when the embeddings are not tied).
+    pub fn hf_tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, f, hd) = (self.hidden_size, self.intermediate_size, self.head_dim());
+        let kv = self.kv_heads() * hd;
+        let mut out = vec![
+            (
+                "model.embed_tokens.weight".to_string(),
+                vec![self.vocab_size, d],
+            ),
+            ("model.norm.weight".to_string(), vec![d]),
+        ];
+        if !self.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), vec![self.vocab_size, d]));
+        }
+        for i in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            for (n, s) in [
+                ("self_attn.q_proj.weight", vec![d, d]),
+                ("self_attn.k_proj.weight", vec![kv, d]),
+                ("self_attn.v_proj.weight", vec![kv, d]),
+                ("self_attn.o_proj.weight", vec![d, d]),
+                ("mlp.gate_proj.weight", vec![f, d]),
+                ("mlp.up_proj.weight", vec![f, d]),
+                ("mlp.down_proj.weight", vec![d, f]),
+                ("input_layernorm.weight", vec![d]),
+                ("post_attention_layernorm.weight", vec![d]),
+            ] {
+                out.push((format!("{p}.{n}"), s));
+            }
+        }
+        out
+    }
+}
+
+/// A weight matrix `[out, in]`, quantized or dense.
+#[derive(Debug, Clone)]
+enum Proj {
+    Quant(QMatMul),
+    Dense(candle_nn::Linear),
+}
+
+impl Proj {
+    fn from_qtensor(q: QTensor, requant: Option<GgmlDType>) -> Result<Self> {
+        let q = match requant {
+            Some(to) if needs_requant(q.dtype(), to) => {
+                let dense = q.dequantize(&q.device())?;
+                QTensor::quantize(&dense, to)?
+            }
+            _ => q,
+        };
+        Ok(Proj::Quant(QMatMul::from_qtensor(q)?))
+    }
+
+    fn from_dense(w: Tensor, quant: Option<GgmlDType>) -> Result<Self> {
+        Ok(match quant {
+            Some(to) => Proj::Quant(QMatMul::from_qtensor(QTensor::quantize(&w, to)?)?),
+            None => Proj::Dense(candle_nn::Linear::new(w, None)),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Proj::Quant(q) => q.forward(x)?,
+            Proj::Dense(l) => l.forward(x)?,
+        })
+    }
+}
+
+/// Block types whose candle CPU matmul is scalar; requantizing them pays off.
+fn needs_requant(from: GgmlDType, to: GgmlDType) -> bool {
+    from != to
+        && matches!(
+            from,
+            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+        )
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    wq: Proj,
+    wk: Proj,
+    wv: Proj,
+    wo: Proj,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
+    attn_norm: Tensor,
+    ffn_norm: Tensor,
+}
+
+/// The per-sequence key/value cache: one `(k, v)` per layer, `[1, kv_heads, len, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Tokens held (the position of the next token fed).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.layers.clear();
+        self.len = 0;
+    }
+}
+
+/// A LLaMA-family model's weights plus one default KV cache (for [`CausalLm`]).
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Proj,
+    cos: Tensor,
+    sin: Tensor,
+    /// GGUF stores q/k permuted for interleaved RoPE; Hugging Face uses the halves layout.
+    rope_interleaved: bool,
+    device: Device,
+    cache: KvCache,
+}
+
+fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let hd = cfg.head_dim();
+    let inv: Vec<f32> = (0..hd)
+        .step_by(2)
+        .map(|i| 1f32 / cfg.rope_theta.powf(i as f32 / hd as f32))
+        .collect();
+    let inv = Tensor::new(inv.as_slice(), device)?.reshape((1, hd / 2))?;
+    let t = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((cfg.max_position_embeddings, 1))?;
+    let freqs = t.matmul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+impl Llama {
+    /// Loads a GGUF file (`general.architecture = llama`). With `requant = Some(Q8_0)`,
+    /// Q4_x/Q5_x matrices are requantized to Q8_0 at load, trading memory for speed.
+    pub fn from_gguf(
+        path: impl AsRef<Path>,
+        device: &Device,
+        requant: Option<GgmlDType>,
+    ) -> Result<Self> {
+        let mut g = Gguf::open(path)?;
+        let arch = g.get_str("general.architecture")?.to_string();
+        if arch != "llama" {
+            return Err(Error::Format(format!(
+                "GGUF architecture `{arch}` is not llama"
+            )));
+        }
+        let heads = g.get_u32("llama.attention.head_count")? as usize;
+        let hidden = g.get_u32("llama.embedding_length")? as usize;
+        let embd = g.tensor("token_embd.weight", device)?;
+        let vocab = embd.shape().dims()[0];
+        let cfg = LlamaConfig {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: g.get_u32("llama.feed_forward_length")? as usize,
+            num_hidden_layers: g.get_u32("llama.block_count")? as usize,
+            num_attention_heads: heads,
+            num_key_value_heads: Some(
+                g.get_u32("llama.attention.head_count_kv")
+                    .unwrap_or(heads as u32) as usize,
+            ),
+            rms_norm_eps: g
+                .get_f32("llama.attention.layer_norm_rms_epsilon")
+                .unwrap_or(1e-5) as f64,
+            rope_theta: g.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
+            max_position_embeddings: g.get_u32("llama.context_length").unwrap_or(2048) as usize,
+            tie_word_embeddings: !g.has_tensor("output.weight"),
+        };
+        let embed = embd.dequantize(device)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Proj::from_qtensor(embd, requant)?
+        } else {
+            Proj::from_qtensor(g.tensor("output.weight", device)?, requant)?
+        };
+        let norm = g.tensor("output_norm.weight", device)?.dequantize(device)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let mut t = |n: &str| g.tensor(&format!("blk.{i}.{n}.weight"), device);
+            layers.push(Layer {
+                wq: Proj::from_qtensor(t("attn_q")?, requant)?,
+                wk: Proj::from_qtensor(t("attn_k")?, requant)?,
+                wv: Proj::from_qtensor(t("attn_v")?, requant)?,
+                wo: Proj::from_qtensor(t("attn_output")?, requant)?,
+                gate: Proj::from_qtensor(t("ffn_gate")?, requant)?,
+                up: Proj::from_qtensor(t("ffn_up")?, requant)?,
+                down: Proj::from_qtensor(t("ffn_down")?, requant)?,
+                attn_norm: t("attn_norm")?.dequantize(device)?,
+                ffn_norm: t("ffn_norm")?.dequantize(device)?,
+            });
+        }
+        let (cos, sin) = rope_tables(&cfg, device)?;
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            rope_interleaved: true,
+            device: device.clone(),
+            cache: KvCache::default(),
+        })
+    }
+
+    /// Builds the model from Hugging Face tensor names (see [`LlamaConfig::hf_tensor_shapes`]).
+    /// With `quant`, the matrices are quantized (e.g. Q8_0) after loading.
+    pub fn from_varbuilder(
+        cfg: LlamaConfig,
+        vb: VarBuilder,
+        quant: Option<GgmlDType>,
+    ) -> Result<Self> {
+        let device = vb.device().clone();
+        let (d, f, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let kv = cfg.kv_heads() * hd;
+        let embed = vb
+            .get((cfg.vocab_size, d), "model.embed_tokens.weight")?
+            .to_dtype(DType::F32)?;
+        let lm_w = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            vb.get((cfg.vocab_size, d), "lm_head.weight")?
+                .to_dtype(DType::F32)?
+        };
+        let lm_head = Proj::from_dense(lm_w, quant)?;
+        let norm = vb.get(d, "model.norm.weight")?.to_dtype(DType::F32)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = vb.pp(format!("model.layers.{i}"));
+            let p = |shape: (usize, usize), n: &str| -> Result<Proj> {
+                Proj::from_dense(l.get(shape, n)?.to_dtype(DType::F32)?, quant)
+            };
+            layers.push(Layer {
+                wq: p((d, d), "self_attn.q_proj.weight")?,
+                wk: p((kv, d), "self_attn.k_proj.weight")?,
+                wv: p((kv, d), "self_attn.v_proj.weight")?,
+                wo: p((d, d), "self_attn.o_proj.weight")?,
+                gate: p((f, d), "mlp.gate_proj.weight")?,
+                up: p((f, d), "mlp.up_proj.weight")?,
+                down: p((d, f), "mlp.down_proj.weight")?,
+                attn_norm: l.get(d, "input_layernorm.weight")?.to_dtype(DType::F32)?,
+                ffn_norm: l
+                    .get(d, "post_attention_layernorm.weight")?
+                    .to_dtype(DType::F32)?,
+            });
+        }
+        let (cos, sin) = rope_tables(&cfg, &device)?;
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            rope_interleaved: false,
+            device,
+            cache: KvCache::default(),
+        })
+    }
+
+    /// Loads a Hugging Face LLaMA-family checkpoint folder: `config.json` and
+    /// `*.safetensors` (the tokenizer, `tokenizer.json`, is loaded separately).
+    pub fn from_hf_dir(
+        dir: impl AsRef<Path>,
+        device: &Device,
+        quant: Option<GgmlDType>,
+    ) -> Result<Self> {
+        let dir = dir.as_ref();
+        let cfg_path = dir.join("config.json");
+        let cfg: LlamaConfig = serde_json::from_slice(&std::fs::read(&cfg_path)?)
+            .map_err(|e| Error::Format(format!("{}: {e}", cfg_path.display())))?;
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Format(format!(
+                "no .safetensors in {}",
+                dir.display()
+            )));
+        }
+        // SAFETY: the files are memory-mapped read-only; they must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+        Self::from_varbuilder(cfg, vb, quant)
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty KV cache for a new sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.layers.len()],
+            len: 0,
+        }
+    }
+
+    fn rope(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
+        let (_, _, t, _) = x.dims4()?;
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        Ok(if self.rope_interleaved {
+            candle_nn::rotary_emb::rope_i(x, &cos, &sin)?
+        } else {
+            candle_nn::rotary_emb::rope(x, &cos, &sin)?
+        })
+    }
+
+    /// Feeds several sequences at once, each appending `seqs[i]` to `caches[i]`, and returns
+    /// the logits of each sequence's last new token, `[seqs.len(), vocab]` (f32).
+    ///
+    /// All tokens go through the weight matrices together (one matmul per projection);
+    /// attention is per sequence, against its own cache, at its own position.
+    pub fn forward_seqs(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if seqs.len() != caches.len() || seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
+            return Err(Error::Invalid(
+                "forward_seqs needs one non-empty token slice per cache".into(),
+            ));
+        }
+        for (s, c) in seqs.iter().zip(caches.iter()) {
+            if c.len + s.len() > self.cfg.max_position_embeddings {
+                return Err(Error::Invalid(format!(
+                    "sequence of {} tokens exceeds the context of {}",
+                    c.len + s.len(),
+                    self.cfg.max_position_embeddings
+                )));
+            }
+        }
+        for c in caches.iter_mut() {
+            if c.layers.len() != self.layers.len() {
+                c.layers = vec![None; self.layers.len()];
+                c.len = 0;
+            }
+        }
+        let (h, kvh, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.kv_heads(),
+            self.cfg.head_dim(),
+        );
+        let d = self.cfg.hidden_size;
+        let eps = self.cfg.rms_norm_eps as f32;
+        let all: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let ids = Tensor::new(all.as_slice(), &self.device)?;
+        let mut x = self.embed.index_select(&ids, 0)?; // [T, d]
+        let scale = 1.0 / (hd as f64).sqrt();
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let q = layer.wq.forward(&hn)?;
+            let k = layer.wk.forward(&hn)?;
+            let v = layer.wv.forward(&hn)?;
+            let mut ys = Vec::with_capacity(seqs.len());
+            let mut off = 0;
+            for (s, cache) in seqs.iter().zip(caches.iter_mut()) {
+                let n = s.len();
+                let pos = cache.len;
+                let qs = q
+                    .narrow(0, off, n)?
+                    .reshape((1, n, h, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let ks = k
+                    .narrow(0, off, n)?
+                    .reshape((1, n, kvh, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let vs = v
+                    .narrow(0, off, n)?
+                    .reshape((1, n, kvh, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let qs = self.rope(&qs, pos)?;
+                let ks = self.rope(&ks, pos)?;
+                let (ks, vs) = match &cache.layers[li] {
+                    Some((kc, vc)) if pos > 0 => {
+                        (Tensor::cat(&[kc, &ks], 2)?, Tensor::cat(&[vc, &vs], 2)?)
+                    }
+                    _ => (ks, vs),
+                };
+                cache.layers[li] = Some((ks.clone(), vs.clone()));
+                let ks = candle_transformers::utils::repeat_kv(ks, h / kvh)?;
+                let vs = candle_transformers::utils::repeat_kv(vs, h / kvh)?;
+                let mut att = (qs.matmul(&ks.t()?)? * scale)?; // [1, h, n, pos + n]
+                if n > 1 {
+                    let mask = causal_mask(n, pos, &self.device)?;
+                    att = att.broadcast_add(&mask)?;
+                }
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let y = att.matmul(&vs.contiguous()?)?; // [1, h, n, hd]
+                ys.push(y.transpose(1, 2)?.reshape((n, d))?);
+                off += n;
+            }
+            let y = if ys.len() == 1 {
+                ys.pop().expect("one")
+            } else {
+                Tensor::cat(&ys, 0)?
+            };
+            x = (x + layer.wo.forward(&y)?)?;
+            let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let g = candle_nn::ops::silu(&layer.gate.forward(&hn)?)?;
+            let u = layer.up.forward(&hn)?;
+            x = (&x + layer.down.forward(&(g * u)?)?)?;
+        }
+        for (s, cache) in seqs.iter().zip(caches.iter_mut()) {
+            cache.len += s.len();
+        }
+        let mut last = Vec::with_capacity(seqs.len());
+        let mut off = 0;
+        for s in seqs {
+            off += s.len();
+            last.push((off - 1) as u32);
+        }
+        let x = if last.len() == 1 && last[0] as usize == all.len() - 1 {
+            x.i((all.len() - 1)..)?
+        } else {
+            x.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?
+        };
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
+    }
+
+    /// Feeds one sequence against `cache`, returning the last logits `[vocab]`.
+    pub fn forward_with_cache(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        Ok(self.forward_seqs(&[tokens], &mut [cache])?.squeeze(0)?)
+    }
+}
+
+fn causal_mask(n: usize, pos: usize, device: &Device) -> Result<Tensor> {
+    let kv = pos + n;
+    let m: Vec<f32> = (0..n)
+        .flat_map(|i| (0..kv).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(m, (n, kv), device)?)
+}
+
+impl CausalLm for Llama {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
+        if pos == 0 {
+            self.cache = self.new_cache();
+        } else if pos != self.cache.len {
+            return Err(Error::Invalid(format!(
+                "position {pos} does not follow the cache ({} tokens)",
+                self.cache.len
+            )));
+        }
+        let mut cache = std::mem::take(&mut self.cache);
+        let out = self.forward_with_cache(tokens, &mut cache);
+        self.cache = cache;
+        out
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache = self.new_cache();
+    }
+
+    fn max_seq_len(&self) -> usize {
+        self.cfg.max_position_embeddings
+    }
+}
