@@ -2,12 +2,31 @@
 //!
 //! - [`problem`]: ProblemDetails (TS 29.571), the one error type.
 //! - [`config`]: the testbed configuration with environment overrides.
-//! - [`extract`]: JSON/query extractors that reject with ProblemDetails.
+//! - [`extract`]: JSON/query/path extractors that reject with ProblemDetails.
+//! - [`server`]: [`NfApp`], one NF's services plus `/metrics`, `/openapi.json`, `/docs`;
+//!   HTTP/1.1 and h2c on one port.
+//! - [`client`]: [`SbiClient`], h2c with deadlines, retries, metrics and a token hook.
+//! - [`nrf_client`]: [`NrfClient`], NFRegister/heartbeat/NFDeregister/NFDiscover (cached).
+//! - [`nf`]: [`NfContext`] / [`RunningNf`], how an NF is started and stopped in-process.
+//! - [`db`]: sqlx pool (SQLite file or PostgreSQL) and per-NF migrations.
+//! - [`metrics`]: the process-wide Prometheus recorder.
+//! - [`openapi`]: `sbi-specs/<service>.yaml` writer and the drift check.
 
+pub mod client;
 pub mod config;
+pub mod db;
 pub mod extract;
+pub mod metrics;
+pub mod models;
+pub mod nf;
+pub mod nrf_client;
+pub mod openapi;
 pub mod problem;
 pub mod server;
 
-pub use extract::{SbiJson, SbiQuery};
+pub use extract::{SbiJson, SbiPath, SbiQuery};
+pub use client::{ClientError, SbiClient};
+pub use nf::{NfContext, NfError, RunningNf};
+pub use nrf_client::{DiscoveryQuery, NrfClient};
+pub use server::{serve, NfApp, SbiOperation};
 pub use problem::{InvalidParam, ProblemDetails, PROBLEM_JSON};

@@ -1,0 +1,152 @@
+//! Prometheus metrics shared by every NF of the process.
+//!
+//! One global recorder (several NFs may run in one process, e.g. `netgpt up`); every
+//! series carries an `nf` label so each NF's `/metrics` can be told apart. The
+//! series names are:
+//!
+//! - `sbi_inbound_requests_total` / `sbi_inbound_request_duration_seconds`
+//!   (labels `nf`, `service`, `operation`, `method`, `status`), recorded by the
+//!   server built with [`crate::server::NfApp`];
+//! - `sbi_outbound_requests_total` / `sbi_outbound_request_duration_seconds`
+//!   (labels `nf`, `service`, `operation`, `method`, `status`), recorded by
+//!   [`crate::client::SbiClient`]; `status` is the HTTP status or `error` when no
+//!   response came back.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Name of the inbound request counter.
+pub const INBOUND_REQUESTS: &str = "sbi_inbound_requests_total";
+/// Name of the inbound latency histogram (seconds).
+pub const INBOUND_DURATION: &str = "sbi_inbound_request_duration_seconds";
+/// Name of the outbound request counter.
+pub const OUTBOUND_REQUESTS: &str = "sbi_outbound_requests_total";
+/// Name of the outbound latency histogram (seconds).
+pub const OUTBOUND_DURATION: &str = "sbi_outbound_request_duration_seconds";
+
+/// Histogram buckets (seconds) for SBI latencies: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus handle, installing the global `metrics` recorder on first use.
+///
+/// If another recorder was installed first (by code outside this crate), the handle still
+/// renders, but only what was recorded through it — a warning is logged.
+pub fn prometheus() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)
+            .expect("non-empty buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "a global metrics recorder was already installed; /metrics will miss its series"
+            );
+        }
+        handle
+    })
+}
+
+/// Renders the Prometheus text exposition of every series of the process.
+pub fn render() -> String {
+    let handle = prometheus();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// Records one inbound SBI request.
+pub fn record_inbound(
+    nf: &str,
+    service: &str,
+    operation: &str,
+    method: &str,
+    status: u16,
+    elapsed: Duration,
+) {
+    prometheus();
+    let labels = [
+        ("nf", nf.to_owned()),
+        ("service", service.to_owned()),
+        ("operation", operation.to_owned()),
+        ("method", method.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(INBOUND_REQUESTS, &labels).increment(1);
+    metrics::histogram!(INBOUND_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records one outbound SBI request; `status` is `None` when no response came back.
+pub fn record_outbound(
+    nf: &str,
+    service: &str,
+    operation: &str,
+    method: &str,
+    status: Option<u16>,
+    elapsed: Duration,
+) {
+    prometheus();
+    let labels = [
+        ("nf", nf.to_owned()),
+        ("service", service.to_owned()),
+        ("operation", operation.to_owned()),
+        ("method", method.to_owned()),
+        (
+            "status",
+            status.map_or_else(|| "error".to_owned(), |s| s.to_string()),
+        ),
+    ];
+    metrics::counter!(OUTBOUND_REQUESTS, &labels).increment(1);
+    metrics::histogram!(OUTBOUND_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_series_appear_in_the_exposition() {
+        record_inbound(
+            "unit-nf",
+            "nunit-svc",
+            "unit_op",
+            "GET",
+            200,
+            Duration::from_millis(3),
+        );
+        record_outbound(
+            "unit-nf",
+            "nunit-peer",
+            "peer_op",
+            "PUT",
+            None,
+            Duration::from_millis(1),
+        );
+        let text = render();
+        let inbound = text
+            .lines()
+            .find(|l| l.starts_with(INBOUND_REQUESTS) && l.contains("nf=\"unit-nf\""))
+            .unwrap_or_else(|| panic!("no inbound series in:\n{text}"));
+        for label in [
+            "service=\"nunit-svc\"",
+            "operation=\"unit_op\"",
+            "method=\"GET\"",
+            "status=\"200\"",
+        ] {
+            assert!(inbound.contains(label), "{inbound} lacks {label}");
+        }
+        assert!(
+            text.contains("sbi_inbound_request_duration_seconds_bucket"),
+            "histogram, not summary"
+        );
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with(OUTBOUND_REQUESTS) && l.contains("status=\"error\"")));
+    }
+}
