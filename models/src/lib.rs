@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bpe;
 pub mod chat;
 pub mod data;
+pub mod edge;
 pub mod fetch;
 pub mod generation;
 pub mod gguf;

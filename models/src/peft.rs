@@ -191,6 +191,14 @@ impl AdapterRegistry {
         self.insert(name, a);
         Ok(())
     }
+    /// Adapter `name`, if loaded.
+    pub fn get(&self, name: &str) -> Option<Arc<LoraAdapter>> {
+        self.adapters
+            .read()
+            .expect("adapter lock")
+            .get(name)
+            .cloned()
+    }
     /// Names of the loaded adapters, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self

@@ -197,7 +197,17 @@ fn make_pair(site_id: &str, site: &SiteProfile, cat: usize, rng: &mut StdRng) ->
         .get(category)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let mut concise = vary_concise(phrasings.choose(rng).expect("phrasings"), rng);
+    let modifier = if rng.random_bool(0.4) {
+        Some(*MODIFIERS.choose(rng).expect("modifiers"))
+    } else {
+        None
+    };
+    let base = format!(
+        "{}{}",
+        phrasings.choose(rng).expect("phrasings"),
+        modifier.map_or("", |m| m.0)
+    );
+    let concise = vary_concise(&base, rng);
     let k = if rng.random_bool(0.3) { 3 } else { 2 }.min(facts.len());
     let mut chosen: Vec<_> = facts.choose_multiple(rng, k).collect();
     chosen.shuffle(rng);
@@ -211,9 +221,7 @@ fn make_pair(site_id: &str, site: &SiteProfile, cat: usize, rng: &mut StdRng) ->
         .replace("{req_lc}", &lower_first(req))
         .replace("{req}", req)
         .replace("{facts}", &join_facts(&rendered));
-    if rng.random_bool(0.4) {
-        let (suffix, sentence) = MODIFIERS.choose(rng).expect("modifiers");
-        concise.push_str(suffix);
+    if let Some((_, sentence)) = modifier {
         completion = format!("{completion} {sentence}");
     }
     // "I am near the Latin Quarter" reads fine; capitalise a leading "the".
