@@ -1,17 +1,271 @@
-//! CLI: nf commands.
+//! CLI: network-function commands.
+//!
+//! - `netgpt nf run <name> [--config FILE]`: runs one NF of the testbed configuration
+//!   (the unit of docker-compose and Kubernetes deployments) until Ctrl-C / SIGTERM, then
+//!   deregisters and stops gracefully.
+//! - `netgpt nf list [--nrf URI]`: the NF instances registered in the NRF.
+//! - `netgpt nf openapi [--write]`: checks (or rewrites) `sbi-specs/<service>.yaml` against
+//!   the documents the code generates.
+//!
+//! [`start_nf`] is the one place that maps an NF type to its crate; `netgpt up` uses it too.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::Subcommand;
+use netgpt_sbi::config::TestbedConfig;
+use netgpt_sbi::db::Db;
+use netgpt_sbi::models::nnrf::NfProfile;
+use netgpt_sbi::nf::{bind, nf_config, NfContext, RunningNf};
+use netgpt_sbi::{NrfClient, SbiClient};
 
+/// `netgpt nf ...`
 #[derive(Subcommand)]
 pub enum Cmd {
-    #[command(hide = true, name = "placeholder-nf")]
-    Placeholder,
+    /// Network functions: run one, list the registered ones, check the OpenAPI documents.
+    #[command(subcommand)]
+    Nf(NfCmd),
 }
 
+/// `netgpt nf` subcommands.
+#[derive(Subcommand)]
+pub enum NfCmd {
+    /// Run one NF of the testbed configuration (e.g. `netgpt nf run amf`) until Ctrl-C/SIGTERM.
+    Run {
+        /// Instance name, a `[nf.<name>]` key of the configuration (`nrf`, `amf`).
+        name: String,
+        /// Testbed configuration file (TOML); the embedded default when absent.
+        #[arg(long, short, env = "NETGPT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// List the NF instances registered in the NRF (id, type, status, locality, address).
+    List {
+        /// NRF base URI; default: `nrf.uri` of the configuration.
+        #[arg(long)]
+        nrf: Option<String>,
+        /// Testbed configuration file (TOML); the embedded default when absent.
+        #[arg(long, short, env = "NETGPT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the NFProfiles as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that `sbi-specs/<service>.yaml` match the code (exit 1 on drift), or rewrite them.
+    Openapi {
+        /// Write the documents instead of checking them.
+        #[arg(long)]
+        write: bool,
+        /// Folder of the documents.
+        #[arg(long, default_value = "sbi-specs")]
+        dir: PathBuf,
+    },
+}
+
+/// Runs a `netgpt nf` command.
 pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    let Cmd::Nf(cmd) = cmd;
     match cmd {
-        Cmd::Placeholder => anyhow::bail!("not implemented yet"),
+        NfCmd::Run { name, config } => run_one(&name, config).await,
+        NfCmd::List { nrf, config, json } => list(nrf, config, json).await,
+        NfCmd::Openapi { write, dir } => openapi(write, &dir),
     }
+}
+
+/// NF types this build can run, with their crates.
+pub const KNOWN_NF_TYPES: &[&str] = &["NRF", "AMF"];
+
+/// Whether this build has an implementation of `nf_type`.
+pub fn is_known_type(nf_type: &str) -> bool {
+    KNOWN_NF_TYPES
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(nf_type))
+}
+
+/// Starts NF `name` of `config` on `ctx` by dispatching on its type to the NF's crate.
+pub async fn start_nf(ctx: NfContext) -> anyhow::Result<RunningNf> {
+    let name = ctx.name.clone();
+    let nf_type = ctx.nf.nf_type.to_ascii_uppercase();
+    let running = match nf_type.as_str() {
+        "NRF" => netgpt_nrf::start(ctx).await?,
+        "AMF" => netgpt_amf::start(ctx).await?,
+        other => anyhow::bail!(
+            "config: key 'nf.{name}.type': no NF of type '{other}' in this build (known: {})",
+            KNOWN_NF_TYPES.join(", ")
+        ),
+    };
+    Ok(running)
+}
+
+/// Binds NF `name`'s configured listen address and starts it on the shared `db`.
+pub async fn start_configured(
+    config: Arc<TestbedConfig>,
+    name: &str,
+    db: Db,
+) -> anyhow::Result<RunningNf> {
+    let nf = nf_config(&config, name)?.clone();
+    let listener = bind(name, nf.listen).await?;
+    let ctx = NfContext::with_listener(config, name, listener, db)?;
+    start_nf(ctx).await
+}
+
+/// Installs the log subscriber (`RUST_LOG` overrides `default`); harmless when one exists.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Loads the configuration (errors name the key).
+pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<TestbedConfig> {
+    Ok(TestbedConfig::load(path)?)
+}
+
+/// One line describing a running NF.
+pub fn describe(nf: &RunningNf) -> String {
+    let registered = if nf.is_registered() {
+        format!("  registered as {}", nf.instance_id)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<6} {:<5} {}  docs {}{registered}",
+        nf.name,
+        nf.nf_type,
+        nf.api_root,
+        nf.docs_url()
+    )
+}
+
+async fn run_one(name: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logging("info");
+    let config = Arc::new(load_config(config.as_deref())?);
+    let nf = nf_config(&config, name)?;
+    if !is_known_type(&nf.nf_type) {
+        anyhow::bail!(
+            "config: key 'nf.{name}.type': no NF of type '{}' in this build (known: {})",
+            nf.nf_type,
+            KNOWN_NF_TYPES.join(", ")
+        );
+    }
+    let db = netgpt_sbi::db::connect(&config.database.url).await?;
+    let running = start_configured(config, name, db.clone()).await?;
+    println!("{}", describe(&running));
+    shutdown_signal().await;
+    running.stop().await;
+    db.close().await;
+    Ok(())
+}
+
+/// Where an NF instance can be reached: the first service's API root, else its first IPv4.
+fn address_of(p: &NfProfile) -> String {
+    p.services()
+        .find_map(|s| s.api_root())
+        .or_else(|| {
+            p.ipv4_addresses
+                .as_ref()
+                .and_then(|a| a.first())
+                .map(|ip| ip.to_string())
+        })
+        .or_else(|| p.fqdn.clone())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+async fn list(nrf: Option<String>, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let nrf_uri = match nrf {
+        Some(u) => u,
+        None => load_config(config.as_deref())?.nrf.uri,
+    };
+    let client = NrfClient::new(SbiClient::new("netgpt-cli"), nrf_uri.clone());
+    let ids = client
+        .list_instances(None)
+        .await
+        .with_context(|| format!("NFListRetrieval at {nrf_uri}"))?;
+    let mut profiles = Vec::with_capacity(ids.len());
+    for id in ids {
+        match client.profile(id).await {
+            Ok(p) => profiles.push(p),
+            // Deregistered between the two calls.
+            Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {}
+            Err(e) => return Err(e).with_context(|| format!("NFProfileRetrieval of {id}")),
+        }
+    }
+    profiles.sort_by(|a, b| {
+        (a.nf_type.as_str(), a.nf_instance_name.as_deref())
+            .cmp(&(b.nf_type.as_str(), b.nf_instance_name.as_deref()))
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&profiles)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<8} {:<8} {:<11} {:<14} ADDRESS",
+        "NF INSTANCE ID", "TYPE", "NAME", "STATUS", "LOCALITY"
+    );
+    for p in &profiles {
+        println!(
+            "{:<36}  {:<8} {:<8} {:<11} {:<14} {}",
+            p.nf_instance_id,
+            p.nf_type.as_str(),
+            p.nf_instance_name.as_deref().unwrap_or("-"),
+            p.nf_status.as_str(),
+            p.locality.as_deref().unwrap_or("-"),
+            address_of(p)
+        );
+    }
+    if profiles.is_empty() {
+        println!("(no NF instance registered at {nrf_uri})");
+    }
+    Ok(())
+}
+
+/// Every service document this build generates, by service name.
+pub fn all_service_docs() -> Vec<(String, utoipa::openapi::OpenApi)> {
+    let mut docs = netgpt_nrf::api::service_docs();
+    docs.extend(netgpt_amf::service_docs());
+    docs
+}
+
+fn openapi(write: bool, dir: &std::path::Path) -> anyhow::Result<()> {
+    let docs = all_service_docs();
+    if write {
+        for path in netgpt_sbi::openapi::write_specs(dir, &docs)? {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+    netgpt_sbi::openapi::check_specs(dir, &docs, "netgpt nf openapi --write")?;
+    println!(
+        "{} documents in {} match the code",
+        docs.len(),
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Arguments of `netgpt bench sbi`.
