@@ -133,6 +133,59 @@ impl Proj {
         })
     }
 
+    /// Stacks matrices with the same input width into one (more output rows), so one matmul
+    /// replaces several: q/k/v, and gate/up. Quantized blocks are whole rows, so same-type
+    /// quantized matrices stack by concatenating their bytes.
+    fn stack(parts: Vec<Proj>) -> Result<Self> {
+        let all_quant = parts
+            .iter()
+            .all(|p| matches!(p, Proj::Quant(QMatMul::QTensor(_))));
+        if all_quant {
+            let qs: Vec<&QTensor> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    Proj::Quant(QMatMul::QTensor(q)) => Some(q.as_ref()),
+                    _ => None,
+                })
+                .collect();
+            let dtype = qs[0].dtype();
+            if qs.iter().all(|q| q.dtype() == dtype) {
+                let k = qs[0].shape().dims2()?.1;
+                let mut rows = 0;
+                let mut bytes = Vec::new();
+                for q in &qs {
+                    let (n, qk) = q.shape().dims2()?;
+                    if qk != k {
+                        return Err(Error::Format("stacked matrices differ in width".into()));
+                    }
+                    rows += n;
+                    bytes.extend_from_slice(&q.data()?);
+                }
+                let dev = qs[0].device();
+                let storage = candle_core::quantized::QStorage::from_data(
+                    std::borrow::Cow::Owned(bytes),
+                    &dev,
+                    dtype,
+                )?;
+                let q = QTensor::new(storage, (rows, k))?;
+                return Ok(Proj::Quant(QMatMul::from_qtensor(q)?));
+            }
+        }
+        let ws = parts
+            .iter()
+            .map(|p| match p {
+                Proj::Quant(QMatMul::QTensor(q)) => Ok(q.dequantize(&q.device())?),
+                Proj::Quant(QMatMul::Tensor(t)) => Ok(t.clone()),
+                Proj::Quant(QMatMul::TensorF16(t)) => Ok(t.to_dtype(DType::F32)?),
+                Proj::Dense(l) => Ok(l.weight().clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Proj::Dense(candle_nn::Linear::new(
+            Tensor::cat(&ws, 0)?,
+            None,
+        )))
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Proj::Quant(q) => q.forward(x)?,
@@ -152,22 +205,83 @@ fn needs_requant(from: GgmlDType, to: GgmlDType) -> bool {
 
 #[derive(Debug, Clone)]
 struct Layer {
-    wq: Proj,
-    wk: Proj,
-    wv: Proj,
+    /// q, k and v stacked: `[d + 2 * kv, d]`.
+    qkv: Proj,
     wo: Proj,
-    gate: Proj,
-    up: Proj,
+    /// gate and up stacked: `[2 * f, d]`.
+    gate_up: Proj,
     down: Proj,
     attn_norm: Tensor,
     ffn_norm: Tensor,
 }
 
-/// The per-sequence key/value cache: one `(k, v)` per layer, `[1, kv_heads, len, head_dim]`.
-#[derive(Debug, Clone, Default)]
+/// Keys and values of one layer, `[kv_heads, capacity, head_dim]`, filled up to the cache's
+/// length. Written in place, so a step costs the new token only, not a copy of the history.
+#[derive(Debug)]
+struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl LayerKv {
+    /// Writes `k`, `v` (`[kv_heads, n, head_dim]`) at `pos`, growing the buffers if needed,
+    /// and returns views of positions `0..pos + n`.
+    fn append(
+        slot: &mut Option<LayerKv>,
+        k: &Tensor,
+        v: &Tensor,
+        pos: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let (kvh, n, hd) = k.dims3()?;
+        let need = pos + n;
+        let cap = slot.as_ref().map(|c| c.k.dim(1)).transpose()?.unwrap_or(0);
+        if need > cap {
+            let new_cap = need.next_power_of_two().max(64);
+            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+                let t = Tensor::zeros((kvh, new_cap, hd), k.dtype(), k.device())?;
+                if let (Some(old), true) = (old, pos > 0) {
+                    t.slice_set(&old.narrow(1, 0, pos)?.contiguous()?, 1, 0)?;
+                }
+                Ok(t)
+            };
+            let kt = grow(slot.as_ref().map(|c| &c.k))?;
+            let vt = grow(slot.as_ref().map(|c| &c.v))?;
+            *slot = Some(LayerKv { k: kt, v: vt });
+        }
+        let c = slot.as_ref().expect("allocated above");
+        c.k.slice_set(k, 1, pos)?;
+        c.v.slice_set(v, 1, pos)?;
+        Ok((c.k.narrow(1, 0, need)?, c.v.narrow(1, 0, need)?))
+    }
+}
+
+/// The per-sequence key/value cache of every layer.
+#[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerKv>>,
     len: usize,
+}
+
+impl Clone for KvCache {
+    /// A deep copy: the buffers are written in place, so clones must not share them.
+    fn clone(&self) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.as_ref().and_then(|l| {
+                    Some(LayerKv {
+                        k: l.k.copy().ok()?,
+                        v: l.v.copy().ok()?,
+                    })
+                })
+            })
+            .collect();
+        Self {
+            layers,
+            len: self.len,
+        }
+    }
 }
 
 impl KvCache {
@@ -265,12 +379,16 @@ impl Llama {
         for i in 0..cfg.num_hidden_layers {
             let mut t = |n: &str| g.tensor(&format!("blk.{i}.{n}.weight"), device);
             layers.push(Layer {
-                wq: Proj::from_qtensor(t("attn_q")?, requant)?,
-                wk: Proj::from_qtensor(t("attn_k")?, requant)?,
-                wv: Proj::from_qtensor(t("attn_v")?, requant)?,
+                qkv: Proj::stack(vec![
+                    Proj::from_qtensor(t("attn_q")?, requant)?,
+                    Proj::from_qtensor(t("attn_k")?, requant)?,
+                    Proj::from_qtensor(t("attn_v")?, requant)?,
+                ])?,
                 wo: Proj::from_qtensor(t("attn_output")?, requant)?,
-                gate: Proj::from_qtensor(t("ffn_gate")?, requant)?,
-                up: Proj::from_qtensor(t("ffn_up")?, requant)?,
+                gate_up: Proj::stack(vec![
+                    Proj::from_qtensor(t("ffn_gate")?, requant)?,
+                    Proj::from_qtensor(t("ffn_up")?, requant)?,
+                ])?,
                 down: Proj::from_qtensor(t("ffn_down")?, requant)?,
                 attn_norm: t("attn_norm")?.dequantize(device)?,
                 ffn_norm: t("ffn_norm")?.dequantize(device)?,
@@ -319,12 +437,16 @@ impl Llama {
                 Proj::from_dense(l.get(shape, n)?.to_dtype(DType::F32)?, quant)
             };
             layers.push(Layer {
-                wq: p((d, d), "self_attn.q_proj.weight")?,
-                wk: p((kv, d), "self_attn.k_proj.weight")?,
-                wv: p((kv, d), "self_attn.v_proj.weight")?,
+                qkv: Proj::stack(vec![
+                    p((d, d), "self_attn.q_proj.weight")?,
+                    p((kv, d), "self_attn.k_proj.weight")?,
+                    p((kv, d), "self_attn.v_proj.weight")?,
+                ])?,
                 wo: p((d, d), "self_attn.o_proj.weight")?,
-                gate: p((f, d), "mlp.gate_proj.weight")?,
-                up: p((f, d), "mlp.up_proj.weight")?,
+                gate_up: Proj::stack(vec![
+                    p((f, d), "mlp.gate_proj.weight")?,
+                    p((f, d), "mlp.up_proj.weight")?,
+                ])?,
                 down: p((d, f), "mlp.down_proj.weight")?,
                 attn_norm: l.get(d, "input_layernorm.weight")?.to_dtype(DType::F32)?,
                 ffn_norm: l
@@ -387,7 +509,7 @@ impl Llama {
     /// An empty KV cache for a new sequence.
     pub fn new_cache(&self) -> KvCache {
         KvCache {
-            layers: vec![None; self.layers.len()],
+            layers: (0..self.layers.len()).map(|_| None).collect(),
             len: 0,
         }
     }
@@ -425,7 +547,7 @@ impl Llama {
         }
         for c in caches.iter_mut() {
             if c.layers.len() != self.layers.len() {
-                c.layers = vec![None; self.layers.len()];
+                c.layers = (0..self.layers.len()).map(|_| None).collect();
                 c.len = 0;
             }
         }
@@ -441,50 +563,44 @@ impl Llama {
         let mut x = self.embed.index_select(&ids, 0)?; // [T, d]
         let scale = 1.0 / (hd as f64).sqrt();
 
+        let kv = kvh * hd;
+        let rep = h / kvh;
+        let f = self.cfg.intermediate_size;
         for (li, layer) in self.layers.iter().enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer.wq.forward(&hn)?;
-            let k = layer.wk.forward(&hn)?;
-            let v = layer.wv.forward(&hn)?;
+            let qkv = layer.qkv.forward(&hn)?; // [T, d + 2 kv]
             let mut ys = Vec::with_capacity(seqs.len());
             let mut off = 0;
             for (s, cache) in seqs.iter().zip(caches.iter_mut()) {
                 let n = s.len();
                 let pos = cache.len;
-                let qs = q
-                    .narrow(0, off, n)?
-                    .reshape((1, n, h, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-                let ks = k
-                    .narrow(0, off, n)?
-                    .reshape((1, n, kvh, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-                let vs = v
-                    .narrow(0, off, n)?
-                    .reshape((1, n, kvh, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-                let qs = self.rope(&qs, pos)?;
-                let ks = self.rope(&ks, pos)?;
-                let (ks, vs) = match &cache.layers[li] {
-                    Some((kc, vc)) if pos > 0 => {
-                        (Tensor::cat(&[kc, &ks], 2)?, Tensor::cat(&[vc, &vs], 2)?)
-                    }
-                    _ => (ks, vs),
+                let part = qkv.narrow(0, off, n)?;
+                let heads = |start: usize, width: usize, nh: usize| -> Result<Tensor> {
+                    Ok(part
+                        .narrow(1, start, width)?
+                        .reshape((1, n, nh, hd))?
+                        .transpose(1, 2)?
+                        .contiguous()?)
                 };
-                cache.layers[li] = Some((ks.clone(), vs.clone()));
-                let ks = candle_transformers::utils::repeat_kv(ks, h / kvh)?;
-                let vs = candle_transformers::utils::repeat_kv(vs, h / kvh)?;
-                let mut att = (qs.matmul(&ks.t()?)? * scale)?; // [1, h, n, pos + n]
+                let qs = self.rope(&heads(0, d, h)?, pos)?;
+                let ks = self.rope(&heads(d, kv, kvh)?, pos)?.squeeze(0)?;
+                let vs = heads(d + kv, kv, kvh)?.squeeze(0)?;
+                let (kg, vg) = LayerKv::append(&mut cache.layers[li], &ks, &vs, pos)?;
+                let l = pos + n;
+                // Grouped-query attention without copying k/v per query head: the `rep`
+                // query heads sharing a kv head are stacked along the query axis.
+                let qg = qs.reshape((kvh, rep * n, hd))?;
+                let mut att = (qg.matmul(&kg.t()?)? * scale)?; // [kvh, rep * n, l]
                 if n > 1 {
                     let mask = causal_mask(n, pos, &self.device)?;
-                    att = att.broadcast_add(&mask)?;
+                    att = att
+                        .reshape((kvh, rep, n, l))?
+                        .broadcast_add(&mask)?
+                        .reshape((kvh, rep * n, l))?;
                 }
                 let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let y = att.matmul(&vs.contiguous()?)?; // [1, h, n, hd]
-                ys.push(y.transpose(1, 2)?.reshape((n, d))?);
+                let y = att.matmul(&vg)?; // [kvh, rep * n, hd] = [h, n, hd]
+                ys.push(y.reshape((h, n, hd))?.transpose(0, 1)?.reshape((n, d))?);
                 off += n;
             }
             let y = if ys.len() == 1 {
@@ -494,8 +610,9 @@ impl Llama {
             };
             x = (x + layer.wo.forward(&y)?)?;
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let g = candle_nn::ops::silu(&layer.gate.forward(&hn)?)?;
-            let u = layer.up.forward(&hn)?;
+            let gu = layer.gate_up.forward(&hn)?; // [T, 2 f]
+            let g = candle_nn::ops::silu(&gu.narrow(1, 0, f)?)?;
+            let u = gu.narrow(1, f, f)?;
             x = (&x + layer.down.forward(&(g * u)?)?)?;
         }
         for (s, cache) in seqs.iter().zip(caches.iter_mut()) {
