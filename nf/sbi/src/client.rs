@@ -83,7 +83,7 @@ pub enum ClientError {
         attempts: u32,
     },
     /// The peer could not be reached (after `attempts` attempts).
-    #[error("{method} {url}: cannot connect ({attempts} attempts): {source}")]
+    #[error("{method} {url}: cannot connect ({attempts} attempts): {reason}")]
     Connect {
         /// Request method.
         method: Method,
@@ -91,26 +91,26 @@ pub enum ClientError {
         url: String,
         /// How many attempts were made.
         attempts: u32,
-        /// The last error.
-        source: reqwest::Error,
+        /// Root cause of the last failure (`Connection refused (os error 111)`).
+        reason: String,
     },
     /// Any other transport error (protocol error, reset stream, ...).
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {reason}")]
     Transport {
         /// Request method.
         method: Method,
         /// Request URL.
         url: String,
-        /// The error.
-        source: reqwest::Error,
+        /// Root cause of the failure.
+        reason: String,
     },
     /// A success body did not decode as the expected type.
-    #[error("{url}: unexpected response body: {source}")]
+    #[error("{url}: unexpected response body: {error}")]
     Decode {
         /// Request URL.
         url: String,
         /// The JSON error.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The request could not be built (bad URL, body not serialisable, bad header).
     #[error("invalid request: {0}")]
@@ -483,7 +483,7 @@ impl SbiRequest {
                             return Err(ClientError::Transport {
                                 method: self.method,
                                 url: self.url,
-                                source,
+                                reason: root_cause(&source),
                             })
                         }
                     };
@@ -534,7 +534,7 @@ impl SbiRequest {
                             method: self.method.clone(),
                             url: self.url.clone(),
                             attempts: attempt,
-                            source,
+                            reason: root_cause(&source),
                         }
                     } else if source.is_timeout() {
                         if !idempotent || started.elapsed() >= deadline {
@@ -555,7 +555,7 @@ impl SbiRequest {
                         return Err(ClientError::Transport {
                             method: self.method,
                             url: self.url,
-                            source,
+                            reason: root_cause(&source),
                         });
                     }
                 }
@@ -567,13 +567,13 @@ impl SbiRequest {
                     ClientError::Connect {
                         method,
                         url,
-                        source,
+                        reason,
                         ..
                     } => ClientError::Connect {
                         method,
                         url,
                         attempts: attempt,
-                        source,
+                        reason,
                     },
                     other => other,
                 });
@@ -589,8 +589,18 @@ impl SbiRequest {
         let url = self.url.clone();
         let resp = self.send().await?;
         resp.json()
-            .map_err(|source| ClientError::Decode { url, source })
+            .map_err(|error| ClientError::Decode { url, error })
     }
+}
+
+/// The innermost error of a chain (`Connection refused (os error 111)`), which is the
+/// part of reqwest's nested messages worth reading.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// The ProblemDetails of an error answer, or one made from its status and text.

@@ -19,8 +19,8 @@ pub const ENV_PREFIX: &str = "NETGPT__";
 /// A configuration error naming the bad key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config: cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("config: cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config: syntax error: {0}")]
     Syntax(String),
     #[error("config: key '{key}': {reason}")]
@@ -148,7 +148,7 @@ impl TestbedConfig {
             None => Self::load_default(),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                    .map_err(|error| ConfigError::Read { path: p.to_owned(), error })?;
                 Self::from_toml_str(&text, std::env::vars())
             }
         }
@@ -168,7 +168,10 @@ impl TestbedConfig {
         }
         let cfg: TestbedConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::key(if key == "." { "(root)".into() } else { key }, e.into_inner().to_string())
+            // toml appends "in `key`" on a second line; the key is already named: one line.
+            let reason = e.into_inner().to_string();
+            let reason = reason.lines().next().unwrap_or("invalid value").trim().to_owned();
+            ConfigError::key(if key == "." { "(root)".into() } else { key }, reason)
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -350,6 +353,7 @@ mod tests {
         };
         assert!(err(&[("NETGPT__NRF__HEARTBEAT_TIMER", "soon")]).contains("nrf.heartbeat_timer"));
         assert!(err(&[("NETGPT__NF__AMF__LISTEN", "nowhere")]).contains("nf.amf.listen"));
+        assert!(!err(&[("NETGPT__NF__AMF__LISTEN", "nowhere")]).contains('\n'), "one line");
         assert!(err(&[("NETGPT__CELL__2__SITE", "edge-mars")]).contains("cell[2].site"));
         assert!(err(&[("NETGPT__UE__0__CELL", "fffffffff")]).contains("ue[0].cell"));
         assert!(err(&[("NETGPT__CELL__99__SITE", "x")]).contains("out of range"));

@@ -40,15 +40,15 @@ pub enum DbError {
         reason: String,
     },
     /// The folder of a SQLite file could not be created.
-    #[error("cannot create database folder {path}: {source}")]
+    #[error("cannot create database folder {path}: {error}")]
     Folder {
         /// The folder.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A migration failed; nothing of it was applied.
-    #[error("migration {nf} v{version} ({description}): {source}")]
+    #[error("migration {nf} v{version} ({description}): {error}")]
     Migration {
         /// The NF whose migration failed.
         nf: String,
@@ -57,10 +57,10 @@ pub enum DbError {
         /// Its description.
         description: String,
         /// The database error.
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
     /// Any other database error.
-    #[error("database: {0}")]
+    #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
 }
 
@@ -161,9 +161,9 @@ pub async fn connect(url: &str) -> Result<Db, DbError> {
         let mut url = url.to_owned();
         if let Some(path) = sqlite_path(&url) {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| DbError::Folder {
+                std::fs::create_dir_all(dir).map_err(|error| DbError::Folder {
                     path: dir.to_owned(),
-                    source,
+                    error,
                 })?;
             }
         }
@@ -265,11 +265,11 @@ impl Db {
             .collect();
         todo.sort_by_key(|m| m.version);
         for m in &todo {
-            let fail = |source| DbError::Migration {
+            let fail = |error| DbError::Migration {
                 nf: nf.to_owned(),
                 version: m.version,
                 description: m.description.to_owned(),
-                source,
+                error,
             };
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             sqlx::raw_sql(m.sql_for(self.backend))

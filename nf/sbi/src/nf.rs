@@ -62,27 +62,27 @@ pub enum NfError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The listen address could not be bound.
-    #[error("nf.{name}.listen: cannot bind {addr}: {source}")]
+    #[error("nf.{name}.listen: cannot bind {addr}: {error}")]
     Bind {
         /// NF instance name.
         name: String,
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
     /// Registration with the NRF failed.
-    #[error("{name}: NFRegister with the NRF at {nrf} failed: {source}")]
+    #[error("{name}: NFRegister with the NRF at {nrf} failed: {error}")]
     Register {
         /// NF instance name.
         name: String,
         /// NRF URI.
         nrf: String,
         /// The last error.
-        source: ClientError,
+        error: ClientError,
     },
     /// Anything else an NF's start function wants to report.
     #[error("{0}")]
@@ -144,10 +144,10 @@ pub fn nf_config<'a>(config: &'a TestbedConfig, name: &str) -> Result<&'a NfConf
 pub async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, NfError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| NfError::Bind {
+        .map_err(|error| NfError::Bind {
             name: name.to_owned(),
             addr,
-            source,
+            error,
         })
 }
 
@@ -191,10 +191,10 @@ impl NfContext {
         db: Db,
     ) -> Result<Self, NfError> {
         let nf = nf_config(&config, name)?.clone();
-        let addr = listener.local_addr().map_err(|source| NfError::Bind {
+        let addr = listener.local_addr().map_err(|error| NfError::Bind {
             name: name.into(),
             addr: nf.listen,
-            source,
+            error,
         })?;
         let api_root = match &nf.advertise {
             Some(a) => a.trim_end_matches('/').to_owned(),
@@ -289,11 +289,11 @@ impl NfContext {
         if let Some(profile) = profile {
             let stored = match register_with_retry(&self.nrf, &profile, REGISTER_TIMEOUT).await {
                 Ok(p) => p,
-                Err(source) => {
+                Err(error) => {
                     let err = NfError::Register {
                         name: self.name.clone(),
                         nrf: self.nrf.nrf_uri().to_owned(),
-                        source,
+                        error,
                     };
                     running.stop().await;
                     return Err(err);

@@ -124,9 +124,9 @@ impl NrfClient {
         if resp.body.is_empty() {
             return Ok(profile.clone());
         }
-        resp.json().map_err(|source| ClientError::Decode {
+        resp.json().map_err(|error| ClientError::Decode {
             url: self.instance_url(profile.nf_instance_id),
-            source,
+            error,
         })
     }
 

@@ -36,12 +36,12 @@ pub enum SpecError {
         reason: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Checked-in files differ from what the code generates.
     #[error("sbi-specs out of date: {files:?} differ from the code; regenerate with `{command}`")]
@@ -75,17 +75,17 @@ pub fn render_yaml(service: &str, doc: &OpenApi) -> Result<String, SpecError> {
 
 /// Writes `<dir>/<service>.yaml` for every document; returns the paths written.
 pub fn write_specs(dir: &Path, docs: &[(String, OpenApi)]) -> Result<Vec<PathBuf>, SpecError> {
-    std::fs::create_dir_all(dir).map_err(|source| SpecError::Io {
+    std::fs::create_dir_all(dir).map_err(|error| SpecError::Io {
         path: dir.to_owned(),
-        source,
+        error,
     })?;
     let mut written = Vec::new();
     for (service, doc) in docs {
         let path = dir.join(format!("{service}.yaml"));
         let text = render_yaml(service, doc)?;
-        std::fs::write(&path, text).map_err(|source| SpecError::Io {
+        std::fs::write(&path, text).map_err(|error| SpecError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         written.push(path);
     }
