@@ -6,6 +6,7 @@
 //! listens and its API page, and runs until Ctrl-C / SIGTERM; then stops the NFs in
 //! reverse order, each deregistering from the NRF before it stops serving.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -131,7 +132,12 @@ async fn up(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     println!("Ctrl-C to stop.");
     shutdown_signal().await;
-    println!("stopping: deregistering and draining {} NFs", bed.nfs.len());
+    // The reader of stdout may be gone by now (a closed pipe must not turn a clean stop into a panic).
+    let _ = writeln!(
+        std::io::stdout(),
+        "stopping: deregistering and draining {} NFs",
+        bed.nfs.len()
+    );
     bed.stop().await;
     Ok(())
 }
