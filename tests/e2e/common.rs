@@ -71,7 +71,10 @@ fn to_json(v: serde_yaml_ng::Value) -> Value {
                     Y::String(s) => s,
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
-                    other => serde_yaml_ng::to_string(&other).unwrap_or_default().trim().to_owned(),
+                    other => serde_yaml_ng::to_string(&other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
                 };
                 obj.insert(key, to_json(v));
             }
@@ -88,7 +91,10 @@ fn nullable_to_json_schema(mut obj: Map<String, Value>) -> Value {
     obj.remove("nullable");
     match obj.get("type").cloned() {
         Some(Value::String(t)) => {
-            obj.insert("type".into(), Value::Array(vec![Value::String(t), Value::String("null".into())]));
+            obj.insert(
+                "type".into(),
+                Value::Array(vec![Value::String(t), Value::String("null".into())]),
+            );
             Value::Object(obj)
         }
         // `$ref`/`anyOf`/... with nullable: null or the schema.
@@ -96,7 +102,10 @@ fn nullable_to_json_schema(mut obj: Map<String, Value>) -> Value {
             let mut wrapper = Map::new();
             wrapper.insert(
                 "anyOf".into(),
-                Value::Array(vec![Value::Object(obj), serde_json::json!({ "type": "null" })]),
+                Value::Array(vec![
+                    Value::Object(obj),
+                    serde_json::json!({ "type": "null" }),
+                ]),
             );
             Value::Object(wrapper)
         }
@@ -129,7 +138,10 @@ pub fn load_spec(dir: &Path, file: &str) -> Result<Arc<Value>, String> {
     let yaml: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
     let doc = Arc::new(to_json(yaml));
-    docs().lock().expect("spec cache").insert(file.to_owned(), doc.clone());
+    docs()
+        .lock()
+        .expect("spec cache")
+        .insert(file.to_owned(), doc.clone());
     Ok(doc)
 }
 
@@ -139,17 +151,28 @@ struct SpecRetriever {
 }
 
 impl Retrieve for SpecRetriever {
-    fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    fn retrieve(
+        &self,
+        uri: &Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let path = uri.path().as_str();
         let file = path.rsplit('/').next().unwrap_or(path);
-        load_spec(&self.dir, file).map(|d| (*d).clone()).map_err(Into::into)
+        load_spec(&self.dir, file)
+            .map(|d| (*d).clone())
+            .map_err(Into::into)
     }
 }
 
 /// `8-4-4-4-12` hexadecimal digits (RFC 4122 textual form).
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
-        && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+        && s.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Names of the files `doc` refers to (`TS29571_CommonData.yaml#/...` -> `TS29571_CommonData.yaml`).
@@ -210,18 +233,26 @@ pub fn validator(dir: &Path, file: &str, schema: &str) -> Result<Arc<Validator>,
         return Ok(v.clone());
     }
     let doc = load_spec(dir, file)?;
-    if doc.pointer(&format!("/components/schemas/{schema}")).is_none() {
+    if doc
+        .pointer(&format!("/components/schemas/{schema}"))
+        .is_none()
+    {
         return Err(format!("{file} has no schema '{schema}'"));
     }
     let root = serde_json::json!({ "$ref": format!("{BASE}{file}#/components/schemas/{schema}") });
     // The registry must hold every file up front: it does not fetch lazily once built.
-    let resources = load_closure(dir, file)?
-        .into_iter()
-        .map(|(f, d)| (format!("{BASE}{f}"), Draft::Draft4.create_resource((*d).clone())));
+    let resources = load_closure(dir, file)?.into_iter().map(|(f, d)| {
+        (
+            format!("{BASE}{f}"),
+            Draft::Draft4.create_resource((*d).clone()),
+        )
+    });
     let v = jsonschema::options()
         .with_draft(Draft::Draft4)
         .with_resources(resources)
-        .with_retriever(SpecRetriever { dir: dir.to_owned() })
+        .with_retriever(SpecRetriever {
+            dir: dir.to_owned(),
+        })
         .should_validate_formats(true)
         .should_ignore_unknown_formats(true)
         // Draft 4 has no `uuid` format; OpenAPI 3.0 documents use it (NfInstanceId).
@@ -229,7 +260,10 @@ pub fn validator(dir: &Path, file: &str, schema: &str) -> Result<Arc<Validator>,
         .build(&root)
         .map_err(|e| format!("cannot compile {file}#{schema}: {e}"))?;
     let v = Arc::new(v);
-    validators().lock().expect("validator cache").insert(key, v.clone());
+    validators()
+        .lock()
+        .expect("validator cache")
+        .insert(key, v.clone());
     Ok(v)
 }
 
@@ -246,8 +280,10 @@ pub fn validate_3gpp(file: &str, schema: &str, value: &Value) -> Result<bool, St
         }
     };
     let v = validator(&dir, file, schema)?;
-    let errors: Vec<String> =
-        v.iter_errors(value).map(|e| format!("at '{}': {e}", e.instance_path.as_str())).collect();
+    let errors: Vec<String> = v
+        .iter_errors(value)
+        .map(|e| format!("at '{}': {e}", e.instance_path.as_str()))
+        .collect();
     if errors.is_empty() {
         Ok(true)
     } else {
@@ -320,13 +356,28 @@ pub async fn start_nrf(options: NrfOptions) -> TestNrf {
 }
 
 /// Starts an NRF on `127.0.0.1:0` over the database `db_url` (e.g. to restart one).
-pub async fn start_nrf_on(db_url: &str, dir: Arc<tempfile::TempDir>, options: NrfOptions) -> TestNrf {
+pub async fn start_nrf_on(
+    db_url: &str,
+    dir: Arc<tempfile::TempDir>,
+    options: NrfOptions,
+) -> TestNrf {
     let cfg = Arc::new(config_with_nrf("http://127.0.0.1:8000"));
-    let db = netgpt_sbi::db::connect(db_url).await.expect("open NRF database");
-    let ctx = NfContext::ephemeral(cfg, "nrf", db).await.expect("NRF context");
+    let db = netgpt_sbi::db::connect(db_url)
+        .await
+        .expect("open NRF database");
+    let ctx = NfContext::ephemeral(cfg, "nrf", db)
+        .await
+        .expect("NRF context");
     let base = ctx.api_root.clone();
-    let running = netgpt_nrf::start_with(ctx, options).await.expect("start NRF");
-    TestNrf { running, base, db_url: db_url.to_owned(), dir }
+    let running = netgpt_nrf::start_with(ctx, options)
+        .await
+        .expect("start NRF");
+    TestNrf {
+        running,
+        base,
+        db_url: db_url.to_owned(),
+        dir,
+    }
 }
 
 #[cfg(test)]
@@ -336,10 +387,15 @@ mod tests {
 
     #[test]
     fn nullable_becomes_a_null_alternative() {
-        let y: serde_yaml_ng::Value = serde_yaml_ng::from_str("type: string\nnullable: true\n").unwrap();
+        let y: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str("type: string\nnullable: true\n").unwrap();
         assert_eq!(to_json(y), json!({"type": ["string", "null"]}));
-        let y: serde_yaml_ng::Value = serde_yaml_ng::from_str("$ref: '#/x'\nnullable: true\n").unwrap();
-        assert_eq!(to_json(y), json!({"anyOf": [{"$ref": "#/x"}, {"type": "null"}]}));
+        let y: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str("$ref: '#/x'\nnullable: true\n").unwrap();
+        assert_eq!(
+            to_json(y),
+            json!({"anyOf": [{"$ref": "#/x"}, {"type": "null"}]})
+        );
         let y: serde_yaml_ng::Value = serde_yaml_ng::from_str("200: ok\n").unwrap();
         assert_eq!(to_json(y), json!({"200": "ok"}));
     }
@@ -355,19 +411,35 @@ mod tests {
             "nfInstanceId": "4947a69a-f61b-4bc1-b9da-47c9c5d14b64", "nfType": "AMF", "nfStatus": "REGISTERED",
             "ipv4Addresses": ["127.0.0.1"], "plmnList": [{"mcc": "001", "mnc": "01"}]
         });
-        assert_eq!(validate_3gpp("TS29510_Nnrf_NFManagement.yaml", "NFProfile", &good), Ok(true));
+        assert_eq!(
+            validate_3gpp("TS29510_Nnrf_NFManagement.yaml", "NFProfile", &good),
+            Ok(true)
+        );
         let mut bad = good.clone();
         bad["plmnList"][0]["mcc"] = json!("1");
         bad["ipv4Addresses"][0] = json!("300.1.1.1");
         let err = validate_3gpp("TS29510_Nnrf_NFManagement.yaml", "NFProfile", &bad).unwrap_err();
-        assert!(err.contains("/plmnList/0/mcc") && err.contains("/ipv4Addresses/0"), "{err}");
+        assert!(
+            err.contains("/plmnList/0/mcc") && err.contains("/ipv4Addresses/0"),
+            "{err}"
+        );
         let mut no_id = good.clone();
         no_id.as_object_mut().unwrap().remove("nfInstanceId");
         assert!(validate_3gpp("TS29510_Nnrf_NFManagement.yaml", "NFProfile", &no_id).is_err());
         let mut not_uuid = good;
         not_uuid["nfInstanceId"] = json!("amf-1");
-        assert!(validate_3gpp("TS29510_Nnrf_NFManagement.yaml", "NFProfile", &not_uuid).is_err(), "format: uuid");
-        assert!(validate_3gpp("TS29510_Nnrf_NFDiscovery.yaml", "SearchResult", &json!({"validityPeriod": 5})).is_err());
-        assert!(validate_3gpp("TS29510_Nnrf_NFDiscovery.yaml", "NoSuchSchema", &json!({})).is_err());
+        assert!(
+            validate_3gpp("TS29510_Nnrf_NFManagement.yaml", "NFProfile", &not_uuid).is_err(),
+            "format: uuid"
+        );
+        assert!(validate_3gpp(
+            "TS29510_Nnrf_NFDiscovery.yaml",
+            "SearchResult",
+            &json!({"validityPeriod": 5})
+        )
+        .is_err());
+        assert!(
+            validate_3gpp("TS29510_Nnrf_NFDiscovery.yaml", "NoSuchSchema", &json!({})).is_err()
+        );
     }
 }

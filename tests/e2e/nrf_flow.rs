@@ -25,13 +25,25 @@ fn uuid_v4() -> String {
     let mut bytes = [0u8; 16];
     for chunk in bytes.chunks_mut(8) {
         let mut h = RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
         chunk.copy_from_slice(&h.finish().to_be_bytes());
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn amf_profile(id: &str, heart_beat_timer: u32, locality: &str) -> Value {
@@ -64,53 +76,117 @@ fn instance_url(base: &str, id: &str) -> String {
     format!("{base}/nnrf-nfm/v1/nf-instances/{id}")
 }
 
-async fn send(client: &Client, method: Method, url: &str, body: Option<(&str, Vec<u8>)>) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+async fn send(
+    client: &Client,
+    method: Method,
+    url: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
     let mut req = client.request(method, url);
     if let Some((ct, bytes)) = body {
         req = req.header("content-type", ct).body(bytes);
     }
     let resp = req.send().await.expect("request sent");
-    assert_eq!(resp.version(), Version::HTTP_2, "SBI calls must run over HTTP/2");
+    assert_eq!(
+        resp.version(),
+        Version::HTTP_2,
+        "SBI calls must run over HTTP/2"
+    );
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.expect("body");
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
     (status, body, headers)
 }
 
-async fn put_json(client: &Client, url: &str, body: &Value) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    send(client, Method::PUT, url, Some(("application/json", serde_json::to_vec(body).unwrap()))).await
+async fn put_json(
+    client: &Client,
+    url: &str,
+    body: &Value,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    send(
+        client,
+        Method::PUT,
+        url,
+        Some(("application/json", serde_json::to_vec(body).unwrap())),
+    )
+    .await
 }
 
 async fn heartbeat(client: &Client, url: &str) -> StatusCode {
     let patch = json!([{"op": "replace", "path": "/nfStatus", "value": "REGISTERED"}]);
-    send(client, Method::PATCH, url, Some(("application/json-patch+json", serde_json::to_vec(&patch).unwrap()))).await.0
+    send(
+        client,
+        Method::PATCH,
+        url,
+        Some((
+            "application/json-patch+json",
+            serde_json::to_vec(&patch).unwrap(),
+        )),
+    )
+    .await
+    .0
 }
 
 async fn discover(client: &Client, base: &str, query: &str) -> Value {
-    let (status, body, _) = send(client, Method::GET, &format!("{base}/nnrf-disc/v1/nf-instances?{query}"), None).await;
+    let (status, body, _) = send(
+        client,
+        Method::GET,
+        &format!("{base}/nnrf-disc/v1/nf-instances?{query}"),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_3gpp_schema(DISC, "SearchResult", &body);
-    assert!(body["nfInstances"].is_array(), "nfInstances must always be a list: {body}");
+    assert!(
+        body["nfInstances"].is_array(),
+        "nfInstances must always be a list: {body}"
+    );
     body
 }
 
 fn discovered_ids(result: &Value) -> Vec<String> {
-    result["nfInstances"].as_array().unwrap().iter().map(|p| p["nfInstanceId"].as_str().unwrap().to_owned()).collect()
+    result["nfInstances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["nfInstanceId"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Asserts a ProblemDetails answer: status, media type, `status` repeated in the body,
 /// the 3GPP schema, and (when given) an `invalidParams` entry naming `param`.
-fn assert_problem(status: StatusCode, body: &Value, headers: &reqwest::header::HeaderMap, want: StatusCode, param: Option<&str>) {
+fn assert_problem(
+    status: StatusCode,
+    body: &Value,
+    headers: &reqwest::header::HeaderMap,
+    want: StatusCode,
+    param: Option<&str>,
+) {
     assert_eq!(status, want, "{body}");
-    assert_eq!(headers["content-type"], "application/problem+json", "{body}");
+    assert_eq!(
+        headers["content-type"], "application/problem+json",
+        "{body}"
+    );
     assert_eq!(body["status"], want.as_u16(), "{body}");
-    assert!(body["cause"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(
+        body["cause"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
     assert_3gpp_schema(COMMON, "ProblemDetails", body);
     if let Some(p) = param {
-        let params: Vec<&str> =
-            body["invalidParams"].as_array().map(|a| a.iter().filter_map(|i| i["param"].as_str()).collect()).unwrap_or_default();
-        assert!(params.contains(&p), "invalidParams {params:?} should name {p}: {body}");
+        let params: Vec<&str> = body["invalidParams"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["param"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            params.contains(&p),
+            "invalidParams {params:?} should name {p}: {body}"
+        );
     }
 }
 
@@ -124,7 +200,10 @@ async fn wait_for_status(client: &Client, url: &str, status: &str) -> Value {
         if body["nfStatus"] == status {
             return body;
         }
-        assert!(tokio::time::Instant::now() < give_up, "profile never became {status}: {body}");
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "profile never became {status}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -142,7 +221,10 @@ async fn register_discover_heartbeat_expire_revive_deregister() {
     assert_eq!(headers["location"], url.as_str());
     assert_3gpp_schema(NFM, "NFProfile", &body);
     assert_eq!(body["heartBeatTimer"], 1);
-    assert_eq!(body["amfInfo"]["amfSetId"], "3f8", "unmodelled attributes are kept");
+    assert_eq!(
+        body["amfInfo"]["amfSetId"], "3f8",
+        "unmodelled attributes are kept"
+    );
 
     let (status, body, headers) = put_json(&client, &url, &profile).await;
     assert_eq!(status, StatusCode::OK, "re-registration replaces: {body}");
@@ -153,7 +235,10 @@ async fn register_discover_heartbeat_expire_revive_deregister() {
     let found = discover(&client, &nrf.base, query).await;
     assert_eq!(discovered_ids(&found), vec![id.clone()]);
     assert!(found["validityPeriod"].as_u64().unwrap() >= 1);
-    assert_eq!(found["nfInstances"][0]["nfServiceList"]["loc-1"]["ipEndPoints"][0]["port"], 8001);
+    assert_eq!(
+        found["nfInstances"][0]["nfServiceList"]["loc-1"]["ipEndPoints"][0]["port"],
+        8001
+    );
 
     assert_eq!(heartbeat(&client, &url).await, StatusCode::NO_CONTENT);
 
@@ -161,13 +246,20 @@ async fn register_discover_heartbeat_expire_revive_deregister() {
     let suspended = wait_for_status(&client, &url, "SUSPENDED").await;
     assert_3gpp_schema(NFM, "NFProfile", &suspended);
     let none = discover(&client, &nrf.base, query).await;
-    assert_eq!(none["nfInstances"], json!([]), "suspended instances are not discovered");
+    assert_eq!(
+        none["nfInstances"],
+        json!([]),
+        "suspended instances are not discovered"
+    );
 
     // The next heartbeat brings it back.
     assert_eq!(heartbeat(&client, &url).await, StatusCode::NO_CONTENT);
     let (_, body, _) = send(&client, Method::GET, &url, None).await;
     assert_eq!(body["nfStatus"], "REGISTERED");
-    assert_eq!(discovered_ids(&discover(&client, &nrf.base, query).await), vec![id.clone()]);
+    assert_eq!(
+        discovered_ids(&discover(&client, &nrf.base, query).await),
+        vec![id.clone()]
+    );
 
     let (status, _, _) = send(&client, Method::DELETE, &url, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -175,9 +267,15 @@ async fn register_discover_heartbeat_expire_revive_deregister() {
     assert_problem(status, &body, &headers, StatusCode::NOT_FOUND, None);
     let (status, body, headers) = send(&client, Method::DELETE, &url, None).await;
     assert_problem(status, &body, &headers, StatusCode::NOT_FOUND, None);
-    assert_eq!(discover(&client, &nrf.base, query).await["nfInstances"], json!([]));
+    assert_eq!(
+        discover(&client, &nrf.base, query).await["nfInstances"],
+        json!([])
+    );
     nrf.stop().await;
 }
+
+/// (what, method, URL, body with its content type, expected status, param named in invalidParams).
+type BadCase<'a> = (&'a str, Method, String, Option<(&'a str, Vec<u8>)>, StatusCode, Option<&'a str>);
 
 #[tokio::test]
 async fn bad_input_is_answered_with_problem_details_and_changes_nothing() {
@@ -186,11 +284,19 @@ async fn bad_input_is_answered_with_problem_details_and_changes_nothing() {
     let id = new_id();
     let url = instance_url(&nrf.base, &id);
     let profile = amf_profile(&id, 30, "core");
-    assert_eq!(put_json(&client, &url, &profile).await.0, StatusCode::CREATED);
+    assert_eq!(
+        put_json(&client, &url, &profile).await.0,
+        StatusCode::CREATED
+    );
     let (_, stored, _) = send(&client, Method::GET, &url, None).await;
 
     let json = |v: &Value| Some(("application/json", serde_json::to_vec(v).unwrap()));
-    let patch = |v: Value| Some(("application/json-patch+json", serde_json::to_vec(&v).unwrap()));
+    let patch = |v: Value| {
+        Some((
+            "application/json-patch+json",
+            serde_json::to_vec(&v).unwrap(),
+        ))
+    };
     let mut wrong_type = profile.clone();
     wrong_type["heartBeatTimer"] = json!("soon");
     let mut missing = profile.clone();
@@ -204,35 +310,214 @@ async fn bad_input_is_answered_with_problem_details_and_changes_nothing() {
     let other = new_id();
     let big = vec![b' '; 2 * 1024 * 1024];
 
-    let cases: Vec<(&str, Method, String, Option<(&str, Vec<u8>)>, StatusCode, Option<&str>)> = vec![
-        ("malformed JSON", Method::PUT, url.clone(), Some(("application/json", b"{\"nfInstanceId\":".to_vec())), StatusCode::BAD_REQUEST, None),
-        ("wrong type", Method::PUT, url.clone(), json(&wrong_type), StatusCode::BAD_REQUEST, Some("heartBeatTimer")),
-        ("missing nfType", Method::PUT, url.clone(), json(&missing), StatusCode::BAD_REQUEST, Some("nfType")),
-        ("heartBeatTimer 0", Method::PUT, url.clone(), json(&zero_timer), StatusCode::BAD_REQUEST, Some("heartBeatTimer")),
-        ("no fqdn nor address", Method::PUT, url.clone(), json(&no_address), StatusCode::BAD_REQUEST, Some("fqdn")),
-        ("bad PLMN", Method::PUT, url.clone(), json(&bad_plmn), StatusCode::BAD_REQUEST, Some("plmnList[0]")),
-        ("path/body id mismatch", Method::PUT, instance_url(&nrf.base, &other), json(&profile), StatusCode::BAD_REQUEST, Some("nfInstanceId")),
-        ("id not a UUID", Method::PUT, instance_url(&nrf.base, "amf-1"), json(&profile), StatusCode::BAD_REQUEST, Some("nfInstanceID")),
-        ("text body", Method::PUT, url.clone(), Some(("text/plain", b"hello".to_vec())), StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
-        ("oversize body", Method::PUT, url.clone(), Some(("application/json", big.clone())), StatusCode::PAYLOAD_TOO_LARGE, None),
-        ("patch to an unknown status", Method::PATCH, url.clone(), patch(json!([{"op": "replace", "path": "/nfStatus", "value": "BOGUS"}])), StatusCode::BAD_REQUEST, Some("nfStatus")),
-        ("patch removing nfType", Method::PATCH, url.clone(), patch(json!([{"op": "remove", "path": "/nfType"}])), StatusCode::BAD_REQUEST, Some("nfType")),
-        ("patch changing the id", Method::PATCH, url.clone(), patch(json!([{"op": "replace", "path": "/nfInstanceId", "value": other}])), StatusCode::BAD_REQUEST, Some("nfInstanceId")),
-        ("patch load 101", Method::PATCH, url.clone(), patch(json!([{"op": "add", "path": "/load", "value": 101}])), StatusCode::BAD_REQUEST, Some("load")),
-        ("half-applied patch", Method::PATCH, url.clone(), patch(json!([{"op": "replace", "path": "/locality", "value": "edge-paris"}, {"op": "remove", "path": "/nope"}])), StatusCode::CONFLICT, None),
-        ("empty patch", Method::PATCH, url.clone(), patch(json!([])), StatusCode::BAD_REQUEST, None),
-        ("patch not an array", Method::PATCH, url.clone(), patch(json!({"op": "replace"})), StatusCode::BAD_REQUEST, None),
-        ("patch as application/json", Method::PATCH, url.clone(), json(&json!([{"op": "replace", "path": "/nfStatus", "value": "REGISTERED"}])), StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
-        ("oversize patch", Method::PATCH, url.clone(), Some(("application/json-patch+json", big)), StatusCode::PAYLOAD_TOO_LARGE, None),
-        ("discover without target-nf-type", Method::GET, format!("{}/nnrf-disc/v1/nf-instances?requester-nf-type=NEF", nrf.base), None, StatusCode::BAD_REQUEST, Some("target-nf-type")),
-        ("discover without requester-nf-type", Method::GET, format!("{}/nnrf-disc/v1/nf-instances?target-nf-type=AMF", nrf.base), None, StatusCode::BAD_REQUEST, Some("requester-nf-type")),
-        ("discover limit 0", Method::GET, format!("{}/nnrf-disc/v1/nf-instances?target-nf-type=AMF&requester-nf-type=NEF&limit=0", nrf.base), None, StatusCode::BAD_REQUEST, Some("limit")),
-        ("unknown route", Method::GET, format!("{}/nnrf-nfm/v1/nowhere", nrf.base), None, StatusCode::NOT_FOUND, None),
-        ("wrong method", Method::POST, url.clone(), json(&profile), StatusCode::METHOD_NOT_ALLOWED, None),
+    let cases: Vec<BadCase> = vec![
+        (
+            "malformed JSON",
+            Method::PUT,
+            url.clone(),
+            Some(("application/json", b"{\"nfInstanceId\":".to_vec())),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "wrong type",
+            Method::PUT,
+            url.clone(),
+            json(&wrong_type),
+            StatusCode::BAD_REQUEST,
+            Some("heartBeatTimer"),
+        ),
+        (
+            "missing nfType",
+            Method::PUT,
+            url.clone(),
+            json(&missing),
+            StatusCode::BAD_REQUEST,
+            Some("nfType"),
+        ),
+        (
+            "heartBeatTimer 0",
+            Method::PUT,
+            url.clone(),
+            json(&zero_timer),
+            StatusCode::BAD_REQUEST,
+            Some("heartBeatTimer"),
+        ),
+        (
+            "no fqdn nor address",
+            Method::PUT,
+            url.clone(),
+            json(&no_address),
+            StatusCode::BAD_REQUEST,
+            Some("fqdn"),
+        ),
+        (
+            "bad PLMN",
+            Method::PUT,
+            url.clone(),
+            json(&bad_plmn),
+            StatusCode::BAD_REQUEST,
+            Some("plmnList[0]"),
+        ),
+        (
+            "path/body id mismatch",
+            Method::PUT,
+            instance_url(&nrf.base, &other),
+            json(&profile),
+            StatusCode::BAD_REQUEST,
+            Some("nfInstanceId"),
+        ),
+        (
+            "id not a UUID",
+            Method::PUT,
+            instance_url(&nrf.base, "amf-1"),
+            json(&profile),
+            StatusCode::BAD_REQUEST,
+            Some("nfInstanceID"),
+        ),
+        (
+            "text body",
+            Method::PUT,
+            url.clone(),
+            Some(("text/plain", b"hello".to_vec())),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "oversize body",
+            Method::PUT,
+            url.clone(),
+            Some(("application/json", big.clone())),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "patch to an unknown status",
+            Method::PATCH,
+            url.clone(),
+            patch(json!([{"op": "replace", "path": "/nfStatus", "value": "BOGUS"}])),
+            StatusCode::BAD_REQUEST,
+            Some("nfStatus"),
+        ),
+        (
+            "patch removing nfType",
+            Method::PATCH,
+            url.clone(),
+            patch(json!([{"op": "remove", "path": "/nfType"}])),
+            StatusCode::BAD_REQUEST,
+            Some("nfType"),
+        ),
+        (
+            "patch changing the id",
+            Method::PATCH,
+            url.clone(),
+            patch(json!([{"op": "replace", "path": "/nfInstanceId", "value": other}])),
+            StatusCode::BAD_REQUEST,
+            Some("nfInstanceId"),
+        ),
+        (
+            "patch load 101",
+            Method::PATCH,
+            url.clone(),
+            patch(json!([{"op": "add", "path": "/load", "value": 101}])),
+            StatusCode::BAD_REQUEST,
+            Some("load"),
+        ),
+        (
+            "half-applied patch",
+            Method::PATCH,
+            url.clone(),
+            patch(
+                json!([{"op": "replace", "path": "/locality", "value": "edge-paris"}, {"op": "remove", "path": "/nope"}]),
+            ),
+            StatusCode::CONFLICT,
+            None,
+        ),
+        (
+            "empty patch",
+            Method::PATCH,
+            url.clone(),
+            patch(json!([])),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "patch not an array",
+            Method::PATCH,
+            url.clone(),
+            patch(json!({"op": "replace"})),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "patch as application/json",
+            Method::PATCH,
+            url.clone(),
+            json(&json!([{"op": "replace", "path": "/nfStatus", "value": "REGISTERED"}])),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "oversize patch",
+            Method::PATCH,
+            url.clone(),
+            Some(("application/json-patch+json", big)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "discover without target-nf-type",
+            Method::GET,
+            format!(
+                "{}/nnrf-disc/v1/nf-instances?requester-nf-type=NEF",
+                nrf.base
+            ),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("target-nf-type"),
+        ),
+        (
+            "discover without requester-nf-type",
+            Method::GET,
+            format!("{}/nnrf-disc/v1/nf-instances?target-nf-type=AMF", nrf.base),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("requester-nf-type"),
+        ),
+        (
+            "discover limit 0",
+            Method::GET,
+            format!(
+                "{}/nnrf-disc/v1/nf-instances?target-nf-type=AMF&requester-nf-type=NEF&limit=0",
+                nrf.base
+            ),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "unknown route",
+            Method::GET,
+            format!("{}/nnrf-nfm/v1/nowhere", nrf.base),
+            None,
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "wrong method",
+            Method::POST,
+            url.clone(),
+            json(&profile),
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
     ];
     for (what, method, target, body, want, param) in cases {
         let (status, answer, headers) = send(&client, method, &target, body).await;
-        assert!(status == want, "{what}: expected {want}, got {status}: {answer}");
+        assert!(
+            status == want,
+            "{what}: expected {want}, got {status}: {answer}"
+        );
         assert_problem(status, &answer, &headers, want, param);
         let (_, now, _) = send(&client, Method::GET, &url, None).await;
         assert_eq!(now, stored, "{what} changed the stored profile");
@@ -249,15 +534,26 @@ async fn a_restarted_nrf_still_knows_its_profiles() {
     let client = h2_client();
     let id = new_id();
     let profile = amf_profile(&id, 3600, "edge-paris");
-    assert_eq!(put_json(&client, &instance_url(&nrf.base, &id), &profile).await.0, StatusCode::CREATED);
+    assert_eq!(
+        put_json(&client, &instance_url(&nrf.base, &id), &profile)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
     let (_, before, _) = send(&client, Method::GET, &instance_url(&nrf.base, &id), None).await;
     let (db_url, dir) = nrf.stop().await;
 
     let again = start_nrf_on(&db_url, dir, fast_nrf_options()).await;
-    let (status, after, _) = send(&client, Method::GET, &instance_url(&again.base, &id), None).await;
+    let (status, after, _) =
+        send(&client, Method::GET, &instance_url(&again.base, &id), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(after, before);
-    let found = discover(&client, &again.base, "target-nf-type=AMF&requester-nf-type=NEF&preferred-locality=edge-paris").await;
+    let found = discover(
+        &client,
+        &again.base,
+        "target-nf-type=AMF&requester-nf-type=NEF&preferred-locality=edge-paris",
+    )
+    .await;
     assert_eq!(discovered_ids(&found), vec![id]);
     again.stop().await;
 }
@@ -267,25 +563,55 @@ async fn list_retrieval_links_instances_and_http1_also_works() {
     let nrf = start_nrf(fast_nrf_options()).await;
     let client = h2_client();
     let (a, b) = (new_id(), new_id());
-    put_json(&client, &instance_url(&nrf.base, &a), &amf_profile(&a, 60, "core")).await;
+    put_json(
+        &client,
+        &instance_url(&nrf.base, &a),
+        &amf_profile(&a, 60, "core"),
+    )
+    .await;
     let mut edge = amf_profile(&b, 60, "edge-paris");
     edge["nfType"] = json!("EDGEAI");
     edge.as_object_mut().unwrap().remove("amfInfo");
     let (status, body, _) = put_json(&client, &instance_url(&nrf.base, &b), &edge).await;
-    assert_eq!(status, StatusCode::CREATED, "NetGPT's own NF types register: {body}");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "NetGPT's own NF types register: {body}"
+    );
 
-    let (status, list, headers) = send(&client, Method::GET, &format!("{}/nnrf-nfm/v1/nf-instances", nrf.base), None).await;
+    let (status, list, headers) = send(
+        &client,
+        Method::GET,
+        &format!("{}/nnrf-nfm/v1/nf-instances", nrf.base),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/3gppHal+json");
     assert_3gpp_schema(NFM, "UriList", &list);
     assert_eq!(list["totalItemCount"], 2);
-    let (_, only_edge, _) =
-        send(&client, Method::GET, &format!("{}/nnrf-nfm/v1/nf-instances?nf-type=EDGEAI", nrf.base), None).await;
-    assert_eq!(only_edge["_links"]["item"], json!([{"href": instance_url(&nrf.base, &b)}]));
+    let (_, only_edge, _) = send(
+        &client,
+        Method::GET,
+        &format!("{}/nnrf-nfm/v1/nf-instances?nf-type=EDGEAI", nrf.base),
+        None,
+    )
+    .await;
+    assert_eq!(
+        only_edge["_links"]["item"],
+        json!([{"href": instance_url(&nrf.base, &b)}])
+    );
 
     // HTTP/1.1 on the same port.
     let h1 = reqwest::Client::builder().http1_only().build().unwrap();
-    let resp = h1.get(format!("{}/nnrf-disc/v1/nf-instances?target-nf-type=EDGEAI&requester-nf-type=AMF", nrf.base)).send().await.unwrap();
+    let resp = h1
+        .get(format!(
+            "{}/nnrf-disc/v1/nf-instances?target-nf-type=EDGEAI&requester-nf-type=AMF",
+            nrf.base
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.version(), Version::HTTP_11);
     let found: Value = resp.json().await.unwrap();
     assert_eq!(discovered_ids(&found), vec![b]);
@@ -300,15 +626,44 @@ async fn nrf_serves_registration_metrics_and_its_openapi_document() {
     let mut p = amf_profile(&id, 60, "core");
     p["nfType"] = json!("E2E_METRICS");
     p.as_object_mut().unwrap().remove("amfInfo");
-    assert_eq!(put_json(&client, &instance_url(&nrf.base, &id), &p).await.0, StatusCode::CREATED);
-    let text = client.get(format!("{}/metrics", nrf.base)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        put_json(&client, &instance_url(&nrf.base, &id), &p).await.0,
+        StatusCode::CREATED
+    );
+    let text = client
+        .get(format!("{}/metrics", nrf.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = "nrf_registered_nf_instances{nf_type=\"E2E_METRICS\",status=\"REGISTERED\"} 1";
-    assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
-    assert!(text.contains("nrf_nf_registrations_total{nf_type=\"E2E_METRICS\",result=\"created\"} 1"), "{text}");
+    assert!(
+        text.lines().any(|l| l == line),
+        "{line} missing from:\n{text}"
+    );
+    assert!(
+        text.contains("nrf_nf_registrations_total{nf_type=\"E2E_METRICS\",result=\"created\"} 1"),
+        "{text}"
+    );
 
-    let doc: Value = client.get(format!("{}/openapi.json", nrf.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(doc["paths"]["/nnrf-nfm/v1/nf-instances/{nfInstanceID}"]["put"]["operationId"], "RegisterNFInstance");
-    assert_eq!(doc["paths"]["/nnrf-disc/v1/nf-instances"]["get"]["operationId"], "SearchNFInstances");
+    let doc: Value = client
+        .get(format!("{}/openapi.json", nrf.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["paths"]["/nnrf-nfm/v1/nf-instances/{nfInstanceID}"]["put"]["operationId"],
+        "RegisterNFInstance"
+    );
+    assert_eq!(
+        doc["paths"]["/nnrf-disc/v1/nf-instances"]["get"]["operationId"],
+        "SearchNFInstances"
+    );
     nrf.stop().await;
 }
 
@@ -330,10 +685,21 @@ async fn the_sbi_nrf_consumer_registers_heartbeats_discovers_and_deregisters() {
     assert_eq!(stored.heart_beat_timer, Some(5));
     consumer.heartbeat(id).await.unwrap();
     let q = DiscoveryQuery::new("CLOUDAI", "EDGEAI").service("ncloudai-gen");
-    assert_eq!(consumer.api_root_of(&q, "ncloudai-gen").await.unwrap(), "http://127.0.0.1:9100");
-    assert_eq!(consumer.list_instances(Some("CLOUDAI")).await.unwrap(), vec![id]);
+    assert_eq!(
+        consumer.api_root_of(&q, "ncloudai-gen").await.unwrap(),
+        "http://127.0.0.1:9100"
+    );
+    assert_eq!(
+        consumer.list_instances(Some("CLOUDAI")).await.unwrap(),
+        vec![id]
+    );
     consumer.deregister(id).await.unwrap();
     assert!(consumer.profile(id).await.is_err());
-    assert!(consumer.discover_fresh(&q).await.unwrap().nf_instances.is_empty());
+    assert!(consumer
+        .discover_fresh(&q)
+        .await
+        .unwrap()
+        .nf_instances
+        .is_empty());
     nrf.stop().await;
 }
