@@ -68,6 +68,8 @@ pub fn app(name: &str, state: Arc<AmfContext>) -> NfApp {
 /// Builds the AMF's state on `ctx`'s database (migrating it), topology and UEs from
 /// `ctx.config`, notifications through `ctx.client`.
 pub async fn context(ctx: &NfContext) -> Result<Arc<AmfContext>, NfError> {
+    // Install the process-wide recorder before the first AMF counter is touched.
+    netgpt_sbi::metrics::prometheus();
     let store = store::SqlStore::new(ctx.db.clone())
         .await
         .map_err(|e| NfError::Other(format!("amf store: {e}")))?;
@@ -89,7 +91,6 @@ pub async fn start(ctx: NfContext) -> Result<RunningNf, NfError> {
 
 /// [`start`], also returning the AMF's state (for tests and in-process tools).
 pub async fn start_with_state(ctx: NfContext) -> Result<(RunningNf, Arc<AmfContext>), NfError> {
-    netgpt_sbi::metrics::prometheus();
     let state = context(&ctx).await?;
     // The random walk ends with the NF.
     let shutdown = ctx.shutdown.clone();
