@@ -1,5 +1,6 @@
 //! One module per area of the CLI; each exposes a `Cmd` subcommand enum and `run`.
 
+pub mod bench_sbi;
 pub mod edge;
 pub mod models;
 pub mod nf;
@@ -12,14 +13,14 @@ use clap::Subcommand;
 #[derive(Subcommand)]
 pub enum BenchCmd {
     /// SBI round trips on loopback against a bare hyper h2c echo server.
-    Sbi(nf::BenchSbiArgs),
+    Sbi(bench_sbi::BenchSbiArgs),
     /// Prefill/decode tokens/s and peak memory of the edge and cloud models.
     Models(models::BenchArgs),
 }
 
 pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
-        BenchCmd::Sbi(a) => nf::bench_sbi(a).await,
+        BenchCmd::Sbi(a) => bench_sbi::run(a).await,
         BenchCmd::Models(a) => models::bench(a).await,
     }
 }

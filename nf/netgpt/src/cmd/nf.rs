@@ -267,11 +267,3 @@ fn openapi(write: bool, dir: &std::path::Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
-
-/// Arguments of `netgpt bench sbi`.
-#[derive(clap::Args)]
-pub struct BenchSbiArgs {}
-
-pub async fn bench_sbi(_a: BenchSbiArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
-}

