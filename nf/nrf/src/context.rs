@@ -1,13 +1,28 @@
 //! The NRF's state: its options, its profile store and its own API root; plus the
 //! registration metrics kept in step with the store.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use netgpt_sbi::config::TestbedConfig;
 
+use netgpt_sbi::models::nnrf::NfProfile;
+
 use crate::store::{NfStore, StoreError};
+
+/// REGISTERED profiles (with heartbeat deadlines) per NF type, as discovery reads them.
+type Registered = Arc<Vec<(NfProfile, i64)>>;
+
+/// Read cache in front of the store for NFDiscover, the NRF's hot path. Every write
+/// through the procedures calls [`NrfContext::invalidate`]; a generation counter keeps a
+/// read that raced with a write from caching what it read before the write.
+#[derive(Default)]
+struct DiscoveryCache {
+    generation: AtomicU64,
+    by_type: RwLock<HashMap<String, Registered>>,
+}
 
 /// Gauge of NF instances known to the NRF, labelled `nf_type` and `status`.
 pub const REGISTERED_GAUGE: &str = "nrf_registered_nf_instances";
@@ -76,6 +91,7 @@ pub struct NrfContext {
     /// The NRF's own base URI (`http://127.0.0.1:8000`), for `Location` and list links.
     pub api_root: String,
     reported: Arc<Mutex<BTreeSet<(String, String)>>>,
+    cache: Arc<DiscoveryCache>,
 }
 
 impl std::fmt::Debug for NrfContext {
@@ -95,7 +111,37 @@ impl NrfContext {
             options,
             api_root: api_root.into().trim_end_matches('/').to_owned(),
             reported: Arc::new(Mutex::new(BTreeSet::new())),
+            cache: Arc::new(DiscoveryCache::default()),
         }
+    }
+
+    /// The REGISTERED profiles of `nf_type` with their heartbeat deadlines, from the
+    /// discovery cache or the store.
+    pub async fn registered(&self, nf_type: &str) -> Result<Registered, StoreError> {
+        if let Some(hit) = self
+            .cache
+            .by_type
+            .read()
+            .expect("discovery cache")
+            .get(nf_type)
+        {
+            return Ok(hit.clone());
+        }
+        let generation = self.cache.generation.load(Ordering::Acquire);
+        let rows = Arc::new(self.store.find_registered(nf_type).await?);
+        let mut map = self.cache.by_type.write().expect("discovery cache");
+        // A write since the read began may not be in `rows`: do not cache them then.
+        if self.cache.generation.load(Ordering::Acquire) == generation {
+            map.insert(nf_type.to_owned(), rows.clone());
+        }
+        Ok(rows)
+    }
+
+    /// Forgets the discovery cache; called after every write to the store.
+    pub fn invalidate(&self) {
+        let mut map = self.cache.by_type.write().expect("discovery cache");
+        self.cache.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
     }
 
     /// `{api_root}/nnrf-nfm/v1/nf-instances/{id}`.

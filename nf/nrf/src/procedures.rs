@@ -124,20 +124,27 @@ pub fn parse_instance_id(raw: &str) -> Result<Uuid, ProblemDetails> {
 /// Whether `s` is a fully qualified domain name as TS 29.571 `Fqdn` has it.
 pub fn is_fqdn(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
-    if !(4..=253).contains(&s.len()) {
-        return false;
-    }
     let labels: Vec<&str> = s.split('.').collect();
     let tld = labels.last().copied().unwrap_or("");
     labels.len() >= 2
+        && (4..=253).contains(&s.len())
         && (2..=63).contains(&tld.len())
         && tld.chars().all(|c| c.is_ascii_alphabetic())
-        && labels.iter().all(|l| {
-            (1..=63).contains(&l.len())
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
+        && labels.iter().all(|l| is_label(l))
+}
+
+fn is_label(l: &str) -> bool {
+    (1..=63).contains(&l.len())
+        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
+/// What the NRF accepts as `fqdn`: a TS 29.571 FQDN, or a single-label host name
+/// (`amf`: a docker-compose or Kubernetes service name) so containerised NFs can
+/// register by name. Such a profile is not valid against the 3GPP `Fqdn` pattern.
+pub fn is_host_name(s: &str) -> bool {
+    is_fqdn(s) || (is_label(s) && !s.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn check_service(at: &str, s: &NfService, out: &mut Vec<InvalidParam>) {
@@ -173,8 +180,11 @@ fn check_service(at: &str, s: &NfService, out: &mut Vec<InvalidParam>) {
     if s.load.is_some_and(|l| l > 100) {
         out.push(param(format!("{at}.load"), "must be within 0..=100"));
     }
-    if let Some(f) = s.fqdn.as_deref().filter(|f| !is_fqdn(f)) {
-        out.push(param(format!("{at}.fqdn"), format!("'{f}' is not an FQDN")));
+    if let Some(f) = s.fqdn.as_deref().filter(|f| !is_host_name(f)) {
+        out.push(param(
+            format!("{at}.fqdn"),
+            format!("'{f}' is not an FQDN or host name"),
+        ));
     }
     match &s.ip_end_points {
         Some(eps) if eps.is_empty() => out.push(param(
@@ -226,8 +236,8 @@ pub fn check_profile(p: &NfProfile) -> Vec<InvalidParam> {
             "missing: one of fqdn, ipv4Addresses or ipv6Addresses is required",
         ));
     }
-    if let Some(f) = p.fqdn.as_deref().filter(|f| !is_fqdn(f)) {
-        out.push(param("fqdn", format!("'{f}' is not an FQDN")));
+    if let Some(f) = p.fqdn.as_deref().filter(|f| !is_host_name(f)) {
+        out.push(param("fqdn", format!("'{f}' is not an FQDN or host name")));
     }
     if p.ipv4_addresses.as_ref().is_some_and(Vec::is_empty) {
         out.push(param("ipv4Addresses", "must not be an empty list"));
@@ -341,11 +351,9 @@ pub async fn nf_register(
         return Err(invalid(problems));
     }
     accept_heart_beat_timer(&ctx.options, &mut profile);
-    let created = ctx
-        .store
-        .upsert(&profile, deadline(ctx, &profile))
-        .await
-        .map_err(store_failure)?;
+    let written = ctx.store.upsert(&profile, deadline(ctx, &profile)).await;
+    ctx.invalidate();
+    let created = written.map_err(store_failure)?;
     let result = if created { "created" } else { "replaced" };
     metrics::counter!(REGISTRATIONS_TOTAL, "nf_type" => profile.nf_type.to_string(), "result" => result).increment(1);
     tracing::info!(nf_type = %profile.nf_type, status = %profile.nf_status, result, "NF registered");
@@ -445,12 +453,12 @@ pub async fn nf_update(
         accept_heart_beat_timer(&ctx.options, &mut next);
         let status_changed =
             next.nf_status != stored.profile.nf_status || next.nf_type != stored.profile.nf_type;
-        if ctx
+        let written = ctx
             .store
             .replace_if_version(&next, stored.version, deadline(ctx, &next))
-            .await
-            .map_err(store_failure)?
-        {
+            .await;
+        ctx.invalidate();
+        if written.map_err(store_failure)? {
             if status_changed {
                 tracing::info!(from = %stored.profile.nf_status, to = %next.nf_status, "NF status changed");
                 refresh_gauges(ctx).await;
@@ -481,7 +489,9 @@ pub async fn nf_deregister(ctx: &NrfContext, path_id: &str) -> Result<(), Proble
         .await
         .map_err(store_failure)?
         .ok_or_else(|| not_found(id))?;
-    if !ctx.store.delete(id).await.map_err(store_failure)? {
+    let deleted = ctx.store.delete(id).await;
+    ctx.invalidate();
+    if !deleted.map_err(store_failure)? {
         return Err(not_found(id));
     }
     metrics::counter!(DEREGISTRATIONS_TOTAL, "nf_type" => stored.profile.nf_type.to_string())
@@ -625,12 +635,14 @@ pub async fn nf_discover(
     q: &DiscoverQuery,
 ) -> Result<SearchResult, ProblemDetails> {
     let candidates = ctx
-        .store
-        .find_discoverable(q.target_nf_type.as_str(), now_ms())
+        .registered(q.target_nf_type.as_str())
         .await
         .map_err(store_failure)?;
+    let now = now_ms();
     let mut found: Vec<NfProfile> = candidates
-        .into_iter()
+        .iter()
+        .filter(|(_, deadline)| *deadline >= now)
+        .map(|(p, _)| p.clone())
         .filter(|p| {
             q.target_nf_instance_id
                 .is_none_or(|id| p.nf_instance_id == id)
@@ -666,7 +678,12 @@ pub async fn nf_discover(
 /// before `now_ms`; returns them.
 #[tracing::instrument(name = "nf_heartbeat_expiry", skip_all)]
 pub async fn heartbeat_expiry(ctx: &NrfContext, now_ms: i64) -> Result<Vec<NfProfile>, StoreError> {
-    let suspended = ctx.store.suspend_expired(now_ms).await?;
+    let suspended = ctx.store.suspend_expired(now_ms).await;
+    // Nothing suspended means nothing written: keep the discovery cache.
+    if !matches!(&suspended, Ok(v) if v.is_empty()) {
+        ctx.invalidate();
+    }
+    let suspended = suspended?;
     for p in &suspended {
         metrics::counter!(HEARTBEAT_EXPIRIES_TOTAL, "nf_type" => p.nf_type.to_string())
             .increment(1);
@@ -959,6 +976,25 @@ mod tests {
     }
 
     #[test]
+    fn fqdns_and_container_host_names() {
+        assert!(
+            is_fqdn("amf.core.example.org") && is_fqdn("nrf.5gc.mnc001.mcc001.3gppnetwork.org.")
+        );
+        assert!(
+            !is_fqdn("amf") && !is_fqdn("a.b.c.123") && !is_fqdn("-x.org") && !is_fqdn("a..org")
+        );
+        assert!(
+            is_host_name("amf") && is_host_name("edge-paris") && is_host_name("amf.example.org")
+        );
+        assert!(
+            !is_host_name("")
+                && !is_host_name("amf_1")
+                && !is_host_name("1234")
+                && !is_host_name("a b")
+        );
+    }
+
+    #[test]
     fn discovery_query_names_every_missing_or_bad_parameter() {
         let err = parse_discover_query(&[("limit".into(), "0".into())]).unwrap_err();
         assert_eq!(err.status, 400);
@@ -1042,6 +1078,35 @@ mod tests {
             ids(&nf_discover(&ctx, &by_id).await.unwrap()),
             vec![core.nf_instance_id]
         );
+    }
+
+    #[tokio::test]
+    async fn discovery_sees_every_write_despite_its_cache() {
+        let (ctx, _d) = nrf().await;
+        let q = query(&[("target-nf-type", "AMF"), ("requester-nf-type", "NEF")]);
+        assert!(nf_discover(&ctx, &q).await.unwrap().nf_instances.is_empty());
+        let a = amf("core");
+        register(&ctx, &a).await;
+        assert_eq!(
+            ids(&nf_discover(&ctx, &q).await.unwrap()),
+            vec![a.nf_instance_id]
+        );
+        let id = a.nf_instance_id.to_string();
+        nf_update(
+            &ctx,
+            &id,
+            vec![PatchItem::replace("/nfStatus", json!("UNDISCOVERABLE"))],
+        )
+        .await
+        .unwrap();
+        assert!(nf_discover(&ctx, &q).await.unwrap().nf_instances.is_empty());
+        nf_update(&ctx, &id, PatchItem::heartbeat()).await.unwrap();
+        assert_eq!(
+            ids(&nf_discover(&ctx, &q).await.unwrap()),
+            vec![a.nf_instance_id]
+        );
+        nf_deregister(&ctx, &id).await.unwrap();
+        assert!(nf_discover(&ctx, &q).await.unwrap().nf_instances.is_empty());
     }
 
     #[tokio::test]

@@ -90,9 +90,10 @@ pub trait NfStore: Send + Sync + 'static {
     /// All profiles, optionally of one NF type, ordered by instance id.
     fn list(&self, nf_type: Option<&str>) -> StoreFuture<'_, Vec<NfProfile>>;
 
-    /// Profiles of `nf_type` that are REGISTERED and whose heartbeat deadline is not
-    /// before `now_ms` (so discovery does not wait for the expiry task), by instance id.
-    fn find_discoverable(&self, nf_type: &str, now_ms: i64) -> StoreFuture<'_, Vec<NfProfile>>;
+    /// The REGISTERED profiles of `nf_type` with their heartbeat deadlines (Unix ms), by
+    /// instance id. Discovery drops those past their deadline itself, so it does not
+    /// wait for the expiry task.
+    fn find_registered(&self, nf_type: &str) -> StoreFuture<'_, Vec<(NfProfile, i64)>>;
 
     /// Marks SUSPENDED every REGISTERED profile whose heartbeat deadline is before
     /// `now_ms`; returns the profiles it suspended.
@@ -239,17 +240,21 @@ impl SqlNfStore {
         Self::rows(rows)
     }
 
-    async fn find_impl(&self, nf_type: &str, now_ms: i64) -> Result<Vec<NfProfile>, StoreError> {
+    async fn find_impl(&self, nf_type: &str) -> Result<Vec<(NfProfile, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT nf_instance_id, body FROM nrf_profiles
-             WHERE nf_type = $1 AND nf_status = $2 AND expires_at_ms >= $3 ORDER BY nf_instance_id",
+            "SELECT nf_instance_id, body, expires_at_ms FROM nrf_profiles
+             WHERE nf_type = $1 AND nf_status = $2 ORDER BY nf_instance_id",
         )
         .bind(nf_type.to_owned())
         .bind(NfStatus::Registered.as_str())
-        .bind(now_ms)
         .fetch_all(self.db.pool())
         .await?;
-        Self::rows(rows)
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                Ok((decode(&id, &r.try_get::<String, _>(1)?)?, r.try_get(2)?))
+            })
+            .collect()
     }
 
     async fn suspend_expired_impl(&self, now_ms: i64) -> Result<Vec<NfProfile>, StoreError> {
@@ -326,9 +331,9 @@ impl NfStore for SqlNfStore {
         Box::pin(async move { self.list_impl(nf_type.as_deref()).await })
     }
 
-    fn find_discoverable(&self, nf_type: &str, now_ms: i64) -> StoreFuture<'_, Vec<NfProfile>> {
+    fn find_registered(&self, nf_type: &str) -> StoreFuture<'_, Vec<(NfProfile, i64)>> {
         let nf_type = nf_type.to_owned();
-        Box::pin(async move { self.find_impl(&nf_type, now_ms).await })
+        Box::pin(async move { self.find_impl(&nf_type).await })
     }
 
     fn suspend_expired(&self, now_ms: i64) -> StoreFuture<'_, Vec<NfProfile>> {
@@ -422,11 +427,8 @@ mod tests {
                     .collect::<Vec<_>>(),
                 vec![late.nf_instance_id]
             );
-            let found = store.find_discoverable("AMF", 5_000).await.unwrap();
-            assert_eq!(
-                found.iter().map(|p| p.nf_instance_id).collect::<Vec<_>>(),
-                vec![fresh.nf_instance_id]
-            );
+            let found = store.find_registered("AMF").await.unwrap();
+            assert_eq!(found, vec![(fresh.clone(), 10_000)]);
             let got = store.get(late.nf_instance_id).await.unwrap().unwrap();
             assert_eq!(got.profile.nf_status, NfStatus::Suspended);
             // Already suspended: not suspended twice.
@@ -451,15 +453,10 @@ mod tests {
             let n = profile(NfType::new("EDGEAI"));
             store.upsert(&a, 0).await.unwrap();
             store.upsert(&n, 0).await.unwrap();
-            assert!(
-                store
-                    .find_discoverable("EDGEAI", 1)
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "deadline passed"
+            assert_eq!(
+                store.find_registered("EDGEAI").await.unwrap(),
+                vec![(n.clone(), 0)]
             );
-            assert_eq!(store.find_discoverable("EDGEAI", 0).await.unwrap().len(), 1);
             assert_eq!(store.list(None).await.unwrap().len(), 2);
             assert_eq!(
                 store.list(Some("EDGEAI")).await.unwrap()[0].nf_instance_id,
