@@ -61,6 +61,58 @@ pub fn render() -> String {
     handle.render()
 }
 
+/// The exposition of one NF of the process: series labelled `nf="<nf>"`, and series
+/// without an `nf` label whose name starts with one of `prefixes` (the NF's own metrics,
+/// e.g. `nrf_`). Several NFs share one recorder in `netgpt up`; without this filter each
+/// NF's `/metrics` would repeat the others' series and sums across targets would double.
+pub fn render_for(nf: &str, prefixes: &[String]) -> String {
+    filter_exposition(&render(), nf, prefixes)
+}
+
+/// [`render_for`] on a given exposition text.
+pub fn filter_exposition(text: &str, nf: &str, prefixes: &[String]) -> String {
+    let own_label = format!("nf=\"{nf}\"");
+    let keep = |sample: &str| {
+        let (name, labels) = match sample.find('{') {
+            Some(i) => (&sample[..i], &sample[i..]),
+            None => (sample.split_whitespace().next().unwrap_or(""), ""),
+        };
+        let labelled = labels.starts_with('{')
+            && (labels.contains(&format!("{{{own_label}"))
+                || labels.contains(&format!(",{own_label}")));
+        let has_nf = labels.contains("{nf=\"") || labels.contains(",nf=\"");
+        labelled || (!has_nf && prefixes.iter().any(|p| name.starts_with(p.as_str())))
+    };
+    let mut out = String::with_capacity(text.len() / 2);
+    let mut header = String::new();
+    let mut samples = String::new();
+    let flush = |out: &mut String, header: &mut String, samples: &mut String| {
+        if !samples.is_empty() {
+            out.push_str(header);
+            out.push_str(samples);
+        }
+        header.clear();
+        samples.clear();
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            // A new family starts with its HELP or TYPE line (after any sample lines).
+            if !samples.is_empty() {
+                flush(&mut out, &mut header, &mut samples);
+            }
+            header.push_str(line);
+            header.push('\n');
+        } else if line.trim().is_empty() {
+            flush(&mut out, &mut header, &mut samples);
+        } else if keep(line) {
+            samples.push_str(line);
+            samples.push('\n');
+        }
+    }
+    flush(&mut out, &mut header, &mut samples);
+    out
+}
+
 /// Records one inbound SBI request.
 pub fn record_inbound(
     nf: &str,
@@ -109,6 +161,42 @@ pub fn record_outbound(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_nf_sees_its_own_series_and_its_unlabelled_metrics() {
+        let text = "# TYPE sbi_inbound_requests_total counter\n\
+            sbi_inbound_requests_total{nf=\"amf\",service=\"namf-loc\"} 3\n\
+            sbi_inbound_requests_total{nf=\"nrf\",service=\"nnrf-disc\"} 5\n\
+            \n\
+            # TYPE nrf_registered_nf_instances gauge\n\
+            nrf_registered_nf_instances{nf_type=\"AMF\",status=\"REGISTERED\"} 1\n\
+            \n\
+            # TYPE amf_registered_ues gauge\n\
+            amf_registered_ues 4\n";
+        let amf = filter_exposition(text, "amf", &["amf_".to_owned()]);
+        assert!(
+            amf.contains("nf=\"amf\"") && amf.contains("amf_registered_ues 4"),
+            "{amf}"
+        );
+        assert!(
+            !amf.contains("nf=\"nrf\"") && !amf.contains("nrf_registered"),
+            "{amf}"
+        );
+        let nrf = filter_exposition(text, "nrf", &["nrf_".to_owned()]);
+        assert!(
+            nrf.contains("nnrf-disc") && nrf.contains("nrf_registered_nf_instances{"),
+            "{nrf}"
+        );
+        assert!(
+            !nrf.contains("amf_registered_ues") && !nrf.contains("namf-loc"),
+            "{nrf}"
+        );
+        assert_eq!(
+            nrf.matches("# TYPE").count(),
+            2,
+            "headers only for kept families: {nrf}"
+        );
+    }
 
     #[test]
     fn recorded_series_appear_in_the_exposition() {

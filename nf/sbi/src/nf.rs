@@ -258,11 +258,14 @@ impl NfContext {
     }
 
     /// Serves `app` and registers the profile [`NfContext::profile`] builds from the app's
-    /// services (not for an NF of type `NRF`), then heartbeats.
+    /// services (not for an NF of type `NRF`), then heartbeats. The app's `/metrics` also
+    /// shows unlabelled series named after the NF type (`amf_...`).
     pub async fn launch(self, app: NfApp) -> Result<RunningNf, NfError> {
         let names: Vec<String> = app.services().iter().map(|s| s.name.clone()).collect();
         let profile = (self.nf_type != NfType::NRF)
             .then(|| self.profile(&names.iter().map(String::as_str).collect::<Vec<_>>()));
+        // The NF's own unlabelled metrics (`amf_...`) show on its /metrics whatever its name.
+        let app = app.metrics_prefix(format!("{}_", self.nf_type.as_str().to_ascii_lowercase()));
         self.launch_with_profile(app.build(), profile).await
     }
 

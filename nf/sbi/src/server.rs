@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The app answers the services' routes and, beside them:
-//! - `GET /metrics`: Prometheus text exposition ([`crate::metrics`]);
+//! - `GET /metrics`: Prometheus text exposition of this NF's series ([`crate::metrics::render_for`]);
 //! - `GET /openapi.json`: the merged OpenAPI document of the NF's services;
 //! - `GET /docs`: a browsable Swagger UI page (embedded, works offline);
 //! - `GET /healthz`: `200 {"status":"UP"}` once the server answers.
@@ -115,6 +115,7 @@ pub struct NfApp {
     services: Vec<SbiService>,
     body_limit: usize,
     version: String,
+    metric_prefixes: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -129,12 +130,23 @@ struct Meter {
 impl NfApp {
     /// A new app for the NF instance `nf` (`nrf`, `amf`, ...: the `nf` metrics label).
     pub fn new(nf: impl Into<String>) -> Self {
+        let nf = nf.into();
+        let prefix = format!("{}_", nf.replace('-', "_"));
         Self {
-            nf: nf.into(),
+            nf,
             services: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             version: "1.0.0".into(),
+            metric_prefixes: vec![prefix],
         }
+    }
+
+    /// Also shows, on this NF's `/metrics`, series without an `nf` label whose name starts
+    /// with `prefix` (by default `<nf name>_`, e.g. `nrf_`; series labelled with this NF's
+    /// `nf` are always shown). See [`metrics::render_for`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.metric_prefixes.push(prefix.into());
+        self
     }
 
     /// Adds a service: its name (`nnrf-nfm`), its routes and its OpenAPI document.
@@ -222,13 +234,15 @@ impl NfApp {
             app = app.merge(svc);
         }
         let fallback_nf = nf.clone();
+        let metrics_nf = nf.clone();
+        let prefixes = Arc::new(self.metric_prefixes);
         let admin = Router::new()
             .route(
                 METRICS_PATH,
-                get(|| async {
+                get(move || async move {
                     (
                         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        metrics::render(),
+                        metrics::render_for(&metrics_nf, &prefixes),
                     )
                 }),
             )

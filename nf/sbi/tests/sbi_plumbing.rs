@@ -276,6 +276,15 @@ async fn metrics_count_requests_by_service_operation_method_and_status() {
         .send()
         .await
         .unwrap();
+    // Another NF of the same process: not on this NF's /metrics.
+    netgpt_sbi::metrics::record_inbound(
+        "other-nf",
+        "nother",
+        "op",
+        "GET",
+        200,
+        Duration::from_millis(1),
+    );
     let resp = c
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -316,6 +325,10 @@ async fn metrics_count_requests_by_service_operation_method_and_status() {
     assert!(
         text.contains("sbi_inbound_request_duration_seconds_bucket{"),
         "{text}"
+    );
+    assert!(
+        !text.contains("nf=\"other-nf\""),
+        "another NF's series leaked: {text}"
     );
     stop.cancel();
 }
