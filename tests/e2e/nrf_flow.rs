@@ -275,7 +275,14 @@ async fn register_discover_heartbeat_expire_revive_deregister() {
 }
 
 /// (what, method, URL, body with its content type, expected status, param named in invalidParams).
-type BadCase<'a> = (&'a str, Method, String, Option<(&'a str, Vec<u8>)>, StatusCode, Option<&'a str>);
+type BadCase<'a> = (
+    &'a str,
+    Method,
+    String,
+    Option<(&'a str, Vec<u8>)>,
+    StatusCode,
+    Option<&'a str>,
+);
 
 #[tokio::test]
 async fn bad_input_is_answered_with_problem_details_and_changes_nothing() {
@@ -528,34 +535,42 @@ async fn bad_input_is_answered_with_problem_details_and_changes_nothing() {
     nrf.stop().await;
 }
 
+/// On a fresh SQLite file and, when `NETGPT_TEST_POSTGRES_URL` is set, on a fresh
+/// PostgreSQL database.
 #[tokio::test]
 async fn a_restarted_nrf_still_knows_its_profiles() {
-    let nrf = start_nrf(fast_nrf_options()).await;
-    let client = h2_client();
-    let id = new_id();
-    let profile = amf_profile(&id, 3600, "edge-paris");
-    assert_eq!(
-        put_json(&client, &instance_url(&nrf.base, &id), &profile)
-            .await
-            .0,
-        StatusCode::CREATED
-    );
-    let (_, before, _) = send(&client, Method::GET, &instance_url(&nrf.base, &id), None).await;
-    let (db_url, dir) = nrf.stop().await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let urls = netgpt_sbi::db::test_database_urls(dir.path())
+        .await
+        .unwrap();
+    for db_url in urls {
+        let nrf = start_nrf_on(&db_url, dir.clone(), fast_nrf_options()).await;
+        let client = h2_client();
+        let id = new_id();
+        let profile = amf_profile(&id, 3600, "edge-paris");
+        let url = instance_url(&nrf.base, &id);
+        assert_eq!(
+            put_json(&client, &url, &profile).await.0,
+            StatusCode::CREATED,
+            "{db_url}"
+        );
+        let (_, before, _) = send(&client, Method::GET, &url, None).await;
+        let (db_url, dir) = nrf.stop().await;
 
-    let again = start_nrf_on(&db_url, dir, fast_nrf_options()).await;
-    let (status, after, _) =
-        send(&client, Method::GET, &instance_url(&again.base, &id), None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(after, before);
-    let found = discover(
-        &client,
-        &again.base,
-        "target-nf-type=AMF&requester-nf-type=NEF&preferred-locality=edge-paris",
-    )
-    .await;
-    assert_eq!(discovered_ids(&found), vec![id]);
-    again.stop().await;
+        let again = start_nrf_on(&db_url, dir, fast_nrf_options()).await;
+        let (status, after, _) =
+            send(&client, Method::GET, &instance_url(&again.base, &id), None).await;
+        assert_eq!(status, StatusCode::OK, "{db_url}");
+        assert_eq!(after, before, "{db_url}");
+        let found = discover(
+            &client,
+            &again.base,
+            "target-nf-type=AMF&requester-nf-type=NEF&preferred-locality=edge-paris",
+        )
+        .await;
+        assert_eq!(discovered_ids(&found), vec![id], "{db_url}");
+        again.stop().await;
+    }
 }
 
 #[tokio::test]
