@@ -237,7 +237,7 @@ async fn register_discover_expire_locate_and_notify_handover_over_h2c() {
     // Unsubscribed: the next move reaches nobody.
     assert_eq!(
         c.delete(&location).send().await.unwrap().status(),
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     let again: Value = c
         .post(format!("{ue_url}/handover"))

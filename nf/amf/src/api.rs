@@ -300,7 +300,7 @@ pub async fn create_subscription(
     tag = "Individual subscription (Document)",
     params(("subscriptionId" = String, Path, description = "Subscription id")),
     responses(
-        (status = 200, description = "Deleted"),
+        (status = 204, description = "Deleted"),
         (status = 404, description = "SUBSCRIPTION_NOT_FOUND", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn delete_subscription(
@@ -309,7 +309,7 @@ pub async fn delete_subscription(
 ) -> Result<StatusCode, ProblemDetails> {
     procedures::delete_subscription(&ctx, &id)
         .await
-        .map(|()| StatusCode::OK)
+        .map(|()| StatusCode::NO_CONTENT)
 }
 
 /// OpenAPI document of `namf-evts`.
