@@ -50,6 +50,9 @@ async fn provide_location_info_over_h2c_validates_against_ts29518() {
     );
     assert_eq!(nr["ageOfLocationInformation"], 0);
     assert!(nr["ueLocationTimestamp"].is_string());
+    // TS 23.032 ellipsoid point with uncertainty circle: shape nibble 1, 8 octets.
+    let gi = nr["geographicalInformation"].as_str().unwrap();
+    assert!(gi.len() == 16 && gi.starts_with("10"), "{gi}");
     assert_eq!(body["geoInfo"]["shape"], "POINT");
     assert_eq!(body["geoInfo"]["point"]["lat"], 30.2635);
     assert_eq!(body["ratType"], "NR");

@@ -25,6 +25,8 @@ pub struct Cell {
     pub nr_cell_id: String,
     /// What the SBI shows of it.
     pub info: CellInfo,
+    /// Its position encoded per TS 23.032 (see [`geographical_information`]).
+    pub geographical_information: String,
 }
 
 impl Cell {
@@ -35,9 +37,34 @@ impl Cell {
             ncgi: self.info.ncgi.clone(),
             age_of_location_information: Some(age_minutes),
             ue_location_timestamp: Some(timestamp),
-            geographical_information: None,
+            geographical_information: Some(self.geographical_information.clone()),
         }
     }
+}
+
+/// Uncertainty code of a cell's position (TS 23.032 §6.2: r = 10 x (1.1^k - 1) m; k = 41 is
+/// about 490 m, a small urban cell).
+pub const CELL_UNCERTAINTY_CODE: u8 = 41;
+
+/// TS 23.032 §7.3.2 "ellipsoid point with uncertainty circle" as 16 upper-case hex digits
+/// (TS 29.571 `NrLocation.geographicalInformation`): shape 0001, latitude as sign + 23 bits
+/// of |lat|/90 x 2^23, longitude as 24-bit two's complement of lon/360 x 2^24, then the
+/// uncertainty code.
+pub fn geographical_information(lat: f64, lon: f64, uncertainty_code: u8) -> String {
+    let lat_bits = ((lat.abs() / 90.0 * f64::from(1u32 << 23)).floor() as u32).min((1 << 23) - 1);
+    let lat_field = lat_bits | if lat < 0.0 { 1 << 23 } else { 0 };
+    let lon_field = ((lon / 360.0 * f64::from(1u32 << 24)).floor() as i32 as u32) & 0x00ff_ffff;
+    let bytes = [
+        0x10,
+        (lat_field >> 16) as u8,
+        (lat_field >> 8) as u8,
+        lat_field as u8,
+        (lon_field >> 16) as u8,
+        (lon_field >> 8) as u8,
+        lon_field as u8,
+        uncertainty_code & 0x7f,
+    ];
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// The gNB/cell topology of the testbed: cells by NR Cell Identity, in config order.
@@ -75,9 +102,12 @@ impl Topology {
                 timezone: Some(nautical_timezone(c.lon)),
             };
             by_id.insert(id.clone(), cells.len());
+            let geographical_information =
+                geographical_information(c.lat, c.lon, CELL_UNCERTAINTY_CODE);
             cells.push(Cell {
                 nr_cell_id: id,
                 info,
+                geographical_information,
             });
         }
         Self { plmn, cells, by_id }
@@ -315,6 +345,34 @@ mod tests {
             nid: None,
         };
         assert!(topo.cell_by_ncgi(&foreign).is_none());
+    }
+
+    #[test]
+    fn geographical_information_encodes_ts23032_ellipsoid_point() {
+        let hex = geographical_information(30.2635, 120.1230, CELL_UNCERTAINTY_CODE);
+        assert_eq!(hex.len(), 16);
+        assert!(hex
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)));
+        let b: Vec<u8> = (0..8)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(
+            b[0] >> 4,
+            1,
+            "shape: ellipsoid point with uncertainty circle"
+        );
+        let lat_field = u32::from(b[1]) << 16 | u32::from(b[2]) << 8 | u32::from(b[3]);
+        let lat = f64::from(lat_field & 0x7f_ffff) * 90.0 / f64::from(1u32 << 23);
+        assert!(lat_field & 0x80_0000 == 0 && (lat - 30.2635).abs() < 1e-4);
+        let lon_raw = u32::from(b[4]) << 16 | u32::from(b[5]) << 8 | u32::from(b[6]);
+        let lon = f64::from(((lon_raw << 8) as i32) >> 8) * 360.0 / f64::from(1u32 << 24);
+        assert!((lon - 120.1230).abs() < 1e-4);
+        assert_eq!(b[7], CELL_UNCERTAINTY_CODE);
+        // Southern and western hemispheres: sign bit, two's complement.
+        let sw = geographical_information(-33.86, -70.65, 0);
+        assert_eq!(u8::from_str_radix(&sw[2..4], 16).unwrap() & 0x80, 0x80);
+        assert_eq!(u8::from_str_radix(&sw[8..10], 16).unwrap() & 0x80, 0x80);
     }
 
     #[test]
