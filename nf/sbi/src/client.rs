@@ -156,7 +156,10 @@ pub struct ClientConfig {
     /// First backoff; doubles per retry.
     pub backoff: Duration,
     /// Speak HTTP/2 with prior knowledge (h2c) to `http://` peers; `false` = HTTP/1.1.
+    /// `https://` peers are always offered HTTP/2 by ALPN.
     pub http2_prior_knowledge: bool,
+    /// Extra trusted CA certificates (PEM) for `https://` peers, e.g. the testbed's own CA.
+    pub root_certificates_pem: Vec<Vec<u8>>,
 }
 
 impl ClientConfig {
@@ -168,6 +171,7 @@ impl ClientConfig {
             max_retries: 2,
             backoff: Duration::from_millis(50),
             http2_prior_knowledge: true,
+            root_certificates_pem: Vec::new(),
         }
     }
 }
@@ -196,7 +200,16 @@ impl SbiClient {
     }
 
     /// A client with explicit settings.
+    ///
+    /// # Panics
+    /// When a PEM in `root_certificates_pem` is not a certificate (use [`SbiClient::try_with_config`]).
     pub fn with_config(cfg: ClientConfig) -> Self {
+        Self::try_with_config(cfg).expect("SBI client configuration")
+    }
+
+    /// A client with explicit settings; fails on an unusable CA certificate.
+    #[allow(clippy::result_large_err)] // ClientError carries ProblemDetails by design.
+    pub fn try_with_config(cfg: ClientConfig) -> Result<Self, ClientError> {
         let mut b = reqwest::Client::builder()
             .user_agent(cfg.nf.clone())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -204,12 +217,19 @@ impl SbiClient {
         if cfg.http2_prior_knowledge {
             b = b.http2_prior_knowledge();
         }
-        let http = b.build().expect("reqwest client with static settings");
-        Self {
+        for pem in &cfg.root_certificates_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ClientError::Request(format!("CA certificate: {}", root_cause(&e))))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Request(root_cause(&e)))?;
+        Ok(Self {
             http,
             cfg: Arc::new(cfg),
             tokens: None,
-        }
+        })
     }
 
     /// Attaches an access-token provider; every call asks it for a token.

@@ -20,7 +20,10 @@ pub const ENV_PREFIX: &str = "NETGPT__";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config: cannot read {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("config: syntax error: {0}")]
     Syntax(String),
     #[error("config: key '{key}': {reason}")]
@@ -29,7 +32,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn key(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError::Key { key: key.into(), reason: reason.into() }
+        ConfigError::Key {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -74,12 +80,27 @@ pub struct NfConfig {
     /// (containers, Kubernetes services).
     #[serde(default)]
     pub advertise: Option<String>,
+    /// PEM certificate chain: when set (with `tls_key`), the NF serves TLS (ALPN `h2`)
+    /// instead of cleartext HTTP/1.1 + h2c.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl NfConfig {
-    /// The URI peers use: `advertise`, or `http://{listen}`.
+    /// Whether the NF serves TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The URI peers use: `advertise`, or `http(s)://{listen}`.
     pub fn api_root(&self) -> String {
-        self.advertise.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        let scheme = if self.tls() { "https" } else { "http" };
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
     }
 }
 
@@ -134,6 +155,9 @@ pub struct TestbedConfig {
     pub cell: Vec<CellConfig>,
     #[serde(default)]
     pub ue: Vec<UeConfig>,
+    /// Extra CA certificate (PEM) every NF trusts when calling `https://` peers.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl TestbedConfig {
@@ -147,8 +171,10 @@ impl TestbedConfig {
         match path {
             None => Self::load_default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|error| ConfigError::Read { path: p.to_owned(), error })?;
+                let text = std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
+                    path: p.to_owned(),
+                    error,
+                })?;
                 Self::from_toml_str(&text, std::env::vars())
             }
         }
@@ -159,9 +185,12 @@ impl TestbedConfig {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let mut overrides: Vec<(String, String)> =
-            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         overrides.sort();
         for (k, v) in overrides {
             apply_override(&mut value, &k[ENV_PREFIX.len()..], &v)?;
@@ -170,7 +199,12 @@ impl TestbedConfig {
             let key = e.path().to_string();
             // toml appends "in `key`" on a second line; the key is already named: one line.
             let reason = e.into_inner().to_string();
-            let reason = reason.lines().next().unwrap_or("invalid value").trim().to_owned();
+            let reason = reason
+                .lines()
+                .next()
+                .unwrap_or("invalid value")
+                .trim()
+                .to_owned();
             ConfigError::key(if key == "." { "(root)".into() } else { key }, reason)
         })?;
         cfg.validate()?;
@@ -189,19 +223,47 @@ impl TestbedConfig {
             return Err(ConfigError::key("plmn.mnc", "must be 2 or 3 digits"));
         }
         if !(self.nrf.uri.starts_with("http://") || self.nrf.uri.starts_with("https://")) {
-            return Err(ConfigError::key("nrf.uri", "must be an http:// or https:// URI"));
+            return Err(ConfigError::key(
+                "nrf.uri",
+                "must be an http:// or https:// URI",
+            ));
         }
         if self.nrf.heartbeat_timer == 0 {
-            return Err(ConfigError::key("nrf.heartbeat_timer", "must be at least 1 second"));
+            return Err(ConfigError::key(
+                "nrf.heartbeat_timer",
+                "must be at least 1 second",
+            ));
         }
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(ConfigError::key("database.url", "must start with sqlite:, postgres:// or postgresql://"));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::key(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        for (name, nf) in &self.nf {
+            if nf.tls_cert.is_some() != nf.tls_key.is_some() {
+                let missing = if nf.tls_cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                };
+                return Err(ConfigError::key(
+                    format!("nf.{name}.{missing}"),
+                    "tls_cert and tls_key go together",
+                ));
+            }
         }
         let mut sites = HashSet::new();
         for (i, s) in self.site.iter().enumerate() {
             if s.id.is_empty() || !sites.insert(s.id.as_str()) {
-                return Err(ConfigError::key(format!("site[{i}].id"), format!("'{}' is empty or duplicated", s.id)));
+                return Err(ConfigError::key(
+                    format!("site[{i}].id"),
+                    format!("'{}' is empty or duplicated", s.id),
+                ));
             }
             check_position(&format!("site[{i}]"), s.lat, s.lon)?;
         }
@@ -209,26 +271,44 @@ impl TestbedConfig {
         for (i, c) in self.cell.iter().enumerate() {
             let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
             if !hex(&c.nr_cell_id, 9) {
-                return Err(ConfigError::key(format!("cell[{i}].nr_cell_id"), "must be 9 hex digits (36-bit NR Cell Identity)"));
+                return Err(ConfigError::key(
+                    format!("cell[{i}].nr_cell_id"),
+                    "must be 9 hex digits (36-bit NR Cell Identity)",
+                ));
             }
             if !cells.insert(c.nr_cell_id.to_ascii_lowercase()) {
-                return Err(ConfigError::key(format!("cell[{i}].nr_cell_id"), format!("'{}' is duplicated", c.nr_cell_id)));
+                return Err(ConfigError::key(
+                    format!("cell[{i}].nr_cell_id"),
+                    format!("'{}' is duplicated", c.nr_cell_id),
+                ));
             }
             if !hex(&c.tac, 6) && !hex(&c.tac, 4) {
-                return Err(ConfigError::key(format!("cell[{i}].tac"), "must be 4 or 6 hex digits"));
+                return Err(ConfigError::key(
+                    format!("cell[{i}].tac"),
+                    "must be 4 or 6 hex digits",
+                ));
             }
             if !sites.contains(c.site.as_str()) {
-                return Err(ConfigError::key(format!("cell[{i}].site"), format!("unknown site '{}'", c.site)));
+                return Err(ConfigError::key(
+                    format!("cell[{i}].site"),
+                    format!("unknown site '{}'", c.site),
+                ));
             }
             check_position(&format!("cell[{i}]"), c.lat, c.lon)?;
         }
         let mut supis = HashSet::new();
         for (i, u) in self.ue.iter().enumerate() {
             if !is_imsi_supi(&u.supi) || !supis.insert(u.supi.as_str()) {
-                return Err(ConfigError::key(format!("ue[{i}].supi"), format!("'{}' is not a unique imsi-<15 digits> SUPI", u.supi)));
+                return Err(ConfigError::key(
+                    format!("ue[{i}].supi"),
+                    format!("'{}' is not a unique imsi-<15 digits> SUPI", u.supi),
+                ));
             }
             if !cells.contains(&u.cell.to_ascii_lowercase()) {
-                return Err(ConfigError::key(format!("ue[{i}].cell"), format!("unknown cell '{}'", u.cell)));
+                return Err(ConfigError::key(
+                    format!("ue[{i}].cell"),
+                    format!("unknown cell '{}'", u.cell),
+                ));
             }
         }
         Ok(())
@@ -236,7 +316,9 @@ impl TestbedConfig {
 
     /// The cell with this NR Cell Identity.
     pub fn cell(&self, nr_cell_id: &str) -> Option<&CellConfig> {
-        self.cell.iter().find(|c| c.nr_cell_id.eq_ignore_ascii_case(nr_cell_id))
+        self.cell
+            .iter()
+            .find(|c| c.nr_cell_id.eq_ignore_ascii_case(nr_cell_id))
     }
 
     /// The site with this id.
@@ -247,15 +329,22 @@ impl TestbedConfig {
 
 /// `imsi-` followed by 5 to 15 digits (TS 29.571 `Supi` pattern for IMSI).
 pub fn is_imsi_supi(s: &str) -> bool {
-    s.strip_prefix("imsi-").is_some_and(|d| (5..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
+    s.strip_prefix("imsi-")
+        .is_some_and(|d| (5..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn check_position(key: &str, lat: f64, lon: f64) -> Result<(), ConfigError> {
     if !(-90.0..=90.0).contains(&lat) {
-        return Err(ConfigError::key(format!("{key}.lat"), "must be within [-90, 90]"));
+        return Err(ConfigError::key(
+            format!("{key}.lat"),
+            "must be within [-90, 90]",
+        ));
     }
     if !(-180.0..=180.0).contains(&lon) {
-        return Err(ConfigError::key(format!("{key}.lon"), "must be within [-180, 180]"));
+        return Err(ConfigError::key(
+            format!("{key}.lon"),
+            "must be within [-180, 180]",
+        ));
     }
     Ok(())
 }
@@ -274,16 +363,20 @@ fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), C
                     t.insert(part.clone(), typed);
                     return Ok(());
                 }
-                t.entry(part.clone()).or_insert_with(|| toml::Value::Table(Default::default()))
+                t.entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
             }
             toml::Value::Array(a) => {
-                let idx: usize = part
-                    .parse()
-                    .map_err(|_| ConfigError::key(key.clone(), format!("'{part}' is not an array index")))?;
+                let idx: usize = part.parse().map_err(|_| {
+                    ConfigError::key(key.clone(), format!("'{part}' is not an array index"))
+                })?;
                 let len = a.len();
-                let slot = a
-                    .get_mut(idx)
-                    .ok_or_else(|| ConfigError::key(key.clone(), format!("index {idx} out of range (length {len})")))?;
+                let slot = a.get_mut(idx).ok_or_else(|| {
+                    ConfigError::key(
+                        key.clone(),
+                        format!("index {idx} out of range (length {len})"),
+                    )
+                })?;
                 if last {
                     let typed = typed_like(Some(slot), raw);
                     *slot = typed;
@@ -291,7 +384,12 @@ fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), C
                 }
                 slot
             }
-            _ => return Err(ConfigError::key(key.clone(), "cannot descend into a scalar value")),
+            _ => {
+                return Err(ConfigError::key(
+                    key.clone(),
+                    "cannot descend into a scalar value",
+                ))
+            }
         };
         cur = next;
     }
@@ -315,7 +413,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -324,7 +425,13 @@ mod tests {
         assert_eq!(cfg.nrf.uri, "http://127.0.0.1:8000");
         assert_eq!(cfg.ue[0].supi, "imsi-001010000000001");
         assert!(cfg.site.len() >= 4);
-        assert_eq!(cfg.plmn, Plmn { mcc: "001".into(), mnc: "01".into() });
+        assert_eq!(
+            cfg.plmn,
+            Plmn {
+                mcc: "001".into(),
+                mnc: "01".into()
+            }
+        );
     }
 
     #[test]
@@ -349,15 +456,26 @@ mod tests {
     #[test]
     fn errors_name_the_bad_key() {
         let err = |pairs: &[(&str, &str)]| {
-            TestbedConfig::from_toml_str(DEFAULT_TESTBED_TOML, env(pairs)).unwrap_err().to_string()
+            TestbedConfig::from_toml_str(DEFAULT_TESTBED_TOML, env(pairs))
+                .unwrap_err()
+                .to_string()
         };
         assert!(err(&[("NETGPT__NRF__HEARTBEAT_TIMER", "soon")]).contains("nrf.heartbeat_timer"));
         assert!(err(&[("NETGPT__NF__AMF__LISTEN", "nowhere")]).contains("nf.amf.listen"));
-        assert!(!err(&[("NETGPT__NF__AMF__LISTEN", "nowhere")]).contains('\n'), "one line");
+        assert!(
+            !err(&[("NETGPT__NF__AMF__LISTEN", "nowhere")]).contains('\n'),
+            "one line"
+        );
         assert!(err(&[("NETGPT__CELL__2__SITE", "edge-mars")]).contains("cell[2].site"));
         assert!(err(&[("NETGPT__UE__0__CELL", "fffffffff")]).contains("ue[0].cell"));
         assert!(err(&[("NETGPT__CELL__99__SITE", "x")]).contains("out of range"));
-        let unknown = TestbedConfig::from_toml_str("bogus = 1\n", env(&[])).unwrap_err().to_string();
-        assert!(unknown.contains("bogus") || unknown.contains("unknown field"), "{unknown}");
+        assert!(err(&[("NETGPT__NF__AMF__TLS_CERT", "/x.pem")]).contains("nf.amf.tls_key"));
+        let unknown = TestbedConfig::from_toml_str("bogus = 1\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("bogus") || unknown.contains("unknown field"),
+            "{unknown}"
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! - [`db`]: sqlx pool (SQLite file or PostgreSQL) and per-NF migrations.
 //! - [`metrics`]: the process-wide Prometheus recorder.
 //! - [`openapi`]: `sbi-specs/<service>.yaml` writer and the drift check.
+//! - [`tls`]: optional TLS for the server (ALPN `h2`, HTTP/1.1 fallback).
 
 pub mod client;
 pub mod config;
@@ -23,10 +24,11 @@ pub mod nrf_client;
 pub mod openapi;
 pub mod problem;
 pub mod server;
+pub mod tls;
 
-pub use extract::{SbiJson, SbiPath, SbiQuery};
 pub use client::{ClientError, SbiClient};
+pub use extract::{SbiJson, SbiPath, SbiQuery};
 pub use nf::{NfContext, NfError, RunningNf};
 pub use nrf_client::{DiscoveryQuery, NrfClient};
-pub use server::{serve, NfApp, SbiOperation};
 pub use problem::{InvalidParam, ProblemDetails, PROBLEM_JSON};
+pub use server::{serve, NfApp, SbiOperation};

@@ -42,13 +42,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::client::{ClientError, SbiClient};
+use crate::client::{ClientConfig, ClientError, SbiClient};
 use crate::config::{ConfigError, NfConfig, TestbedConfig};
 use crate::db::{self, Db, DbError};
 use crate::models::common::PlmnId;
 use crate::models::nnrf::{NfProfile, NfService, NfType};
 use crate::nrf_client::NrfClient;
 use crate::server::{self, NfApp};
+use crate::tls::{TlsConfig, TlsError};
 
 /// How long [`NfContext::launch`] keeps trying to register before giving up.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -84,6 +85,9 @@ pub enum NfError {
         /// The last error.
         error: ClientError,
     },
+    /// The TLS certificate, key or CA could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Anything else an NF's start function wants to report.
     #[error("{0}")]
     Other(String),
@@ -116,6 +120,8 @@ pub struct NfContext {
     pub nrf: NrfClient,
     /// Cancelled when the NF stops; background tasks should watch it.
     pub shutdown: CancellationToken,
+    /// TLS of the server, when `nf.<name>.tls_cert`/`tls_key` are set.
+    pub tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for NfContext {
@@ -196,12 +202,28 @@ impl NfContext {
             addr: nf.listen,
             error,
         })?;
+        let scheme = if nf.tls() { "https" } else { "http" };
         let api_root = match &nf.advertise {
             Some(a) => a.trim_end_matches('/').to_owned(),
-            None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
-            None => format!("http://{addr}"),
+            None if addr.ip().is_unspecified() => format!("{scheme}://127.0.0.1:{}", addr.port()),
+            None => format!("{scheme}://{addr}"),
         };
-        let client = SbiClient::new(name);
+        let tls = match (&nf.tls_cert, &nf.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        let mut client_cfg = ClientConfig::new(name);
+        if let Some(ca) = &config.tls_ca {
+            let pem = std::fs::read(ca).map_err(|e| TlsError::Pem {
+                path: ca.clone(),
+                reason: e.to_string(),
+            })?;
+            client_cfg.root_certificates_pem.push(pem);
+        }
+        let client = SbiClient::try_with_config(client_cfg).map_err(|e| TlsError::Pem {
+            path: config.tls_ca.clone().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
         let nrf = NrfClient::new(client.clone(), config.nrf.uri.clone());
         Ok(Self {
             name: name.to_owned(),
@@ -216,6 +238,7 @@ impl NfContext {
             client,
             nrf,
             shutdown: CancellationToken::new(),
+            tls,
         })
     }
 
@@ -276,7 +299,15 @@ impl NfContext {
         profile: Option<NfProfile>,
     ) -> Result<RunningNf, NfError> {
         let serve_token = CancellationToken::new();
-        let server = tokio::spawn(server::serve(self.listener, app, serve_token.clone()));
+        let server = match self.tls {
+            Some(tls) => tokio::spawn(crate::tls::serve_tls(
+                self.listener,
+                app,
+                tls,
+                serve_token.clone(),
+            )),
+            None => tokio::spawn(server::serve(self.listener, app, serve_token.clone())),
+        };
         let mut running = RunningNf {
             name: self.name.clone(),
             nf_type: self.nf_type.to_string(),

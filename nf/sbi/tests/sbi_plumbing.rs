@@ -740,3 +740,93 @@ async fn migrations_are_idempotent_and_kept_apart_per_nf_on_sqlite_and_postgres(
         again.close().await;
     }
 }
+
+fn tls_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls")
+}
+
+fn tls_client(http1_only: bool) -> reqwest::Client {
+    let ca = std::fs::read(tls_dir().join("ca.crt")).unwrap();
+    let b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+    let b = if http1_only { b.http1_only() } else { b };
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn tls_server_negotiates_h2_by_alpn_and_falls_back_to_http1() {
+    let tls = netgpt_sbi::tls::TlsConfig::from_pem_files(
+        &tls_dir().join("localhost.crt"),
+        &tls_dir().join("localhost.key"),
+    )
+    .unwrap();
+    let router = Router::new().route("/ntest-echo/v1/echoes/{echoId}", get(echo_read));
+    let app = NfApp::new("tls-nf")
+        .service("ntest-echo", router, EchoApi::openapi())
+        .build();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(netgpt_sbi::tls::serve_tls(listener, app, tls, stop.clone()));
+    let url = format!("https://127.0.0.1:{port}/ntest-echo/v1/echoes/4");
+    let r = tls_client(false).get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN h2");
+    assert_eq!(r.json::<Echo>().await.unwrap().count, 4);
+    let r = tls_client(true).get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    let (s, _) = problem(
+        tls_client(false)
+            .get(format!("https://127.0.0.1:{port}/nope"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Cleartext on the TLS port gets no HTTP answer.
+    assert!(h2c()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err());
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    assert!(
+        tls_client(false).get(&url).send().await.is_err(),
+        "stopped serving"
+    );
+}
+
+#[tokio::test]
+async fn nf_configured_with_tls_serves_https_and_its_client_trusts_the_testbed_ca() {
+    let mut cfg = TestbedConfig::load_default().unwrap();
+    let amf = cfg.nf.get_mut("amf").unwrap();
+    amf.tls_cert = Some(tls_dir().join("localhost.crt"));
+    amf.tls_key = Some(tls_dir().join("localhost.key"));
+    cfg.tls_ca = Some(tls_dir().join("ca.crt"));
+    let db = db::connect("sqlite::memory:").await.unwrap();
+    let ctx = NfContext::ephemeral(Arc::new(cfg), "amf", db)
+        .await
+        .unwrap();
+    assert!(
+        ctx.api_root.starts_with("https://127.0.0.1:"),
+        "{}",
+        ctx.api_root
+    );
+    let profile = ctx.profile(&["ntest-echo"]);
+    assert_eq!(profile.service("ntest-echo").unwrap().scheme, "https");
+    let client = ctx.client.clone();
+    let router = Router::new().route("/ntest-echo/v1/echoes/{echoId}", get(echo_read));
+    let app = NfApp::new("amf")
+        .service("ntest-echo", router, EchoApi::openapi())
+        .build();
+    let running = ctx.launch_with_profile(app, None).await.unwrap();
+    let resp = client
+        .get(format!("{}/ntest-echo/v1/echoes/9", running.api_root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version, reqwest::Version::HTTP_2);
+    assert_eq!(resp.json::<Echo>().unwrap().count, 9);
+    running.stop().await;
+}
