@@ -830,3 +830,83 @@ async fn nf_configured_with_tls_serves_https_and_its_client_trusts_the_testbed_c
     assert_eq!(resp.json::<Echo>().unwrap().count, 9);
     running.stop().await;
 }
+
+/// A token source that records the scopes it was asked for.
+#[derive(Default)]
+struct FixedToken {
+    asked: Mutex<Vec<(String, Option<String>)>>,
+}
+
+impl netgpt_sbi::client::TokenProvider for FixedToken {
+    fn access_token<'a>(
+        &'a self,
+        scope: netgpt_sbi::client::TokenScope<'a>,
+    ) -> netgpt_sbi::client::TokenFuture<'a> {
+        self.asked.lock().unwrap().push((
+            scope.service.to_owned(),
+            scope.target_nf_type.map(str::to_owned),
+        ));
+        Box::pin(async { Ok(Some("token-for-test".to_owned())) })
+    }
+}
+
+#[tokio::test]
+async fn token_provider_supplies_the_bearer_token_and_none_sends_no_header() {
+    let router = Router::new().route(
+        "/ntest-auth/v1/whoami",
+        get(|headers: axum::http::HeaderMap| async move {
+            headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_else(|| "none".to_owned())
+        }),
+    );
+    let app = NfApp::new("auth-nf")
+        .service("ntest-auth", router, utoipa::openapi::OpenApi::default())
+        .build();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/ntest-auth/v1/whoami",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(netgpt_sbi::serve(listener, app, CancellationToken::new()));
+
+    let plain = SbiClient::new("auth-consumer");
+    assert_eq!(&plain.get(&url).send().await.unwrap().body[..], b"none");
+    let tokens = Arc::new(FixedToken::default());
+    let authed = SbiClient::new("auth-consumer").with_token_provider(tokens.clone());
+    let resp = authed.get(&url).target_nf_type("AMF").send().await.unwrap();
+    assert_eq!(&resp.body[..], b"Bearer token-for-test");
+    assert_eq!(
+        tokens.asked.lock().unwrap().as_slice(),
+        &[("ntest-auth".to_owned(), Some("AMF".to_owned()))]
+    );
+}
+
+#[tokio::test]
+async fn producers_are_found_through_discovery() {
+    let (nrf_uri, nrf) = start_tiny_nrf().await;
+    let mut amf = NfProfile::new(uuid::Uuid::new_v4(), "AMF".into());
+    amf.nf_services = Some(vec![netgpt_sbi::models::nnrf::NfService::http(
+        "loc-1",
+        "namf-loc",
+        std::net::Ipv4Addr::new(127, 0, 0, 1),
+        8001,
+    )]);
+    nrf.profiles
+        .lock()
+        .unwrap()
+        .insert(amf.nf_instance_id.to_string(), amf);
+    let client = NrfClient::new(SbiClient::new("finder"), nrf_uri);
+    let q = DiscoveryQuery::new("AMF", "NEF").service("namf-loc");
+    assert_eq!(
+        client.api_root_of(&q, "namf-loc").await.unwrap(),
+        "http://127.0.0.1:8001"
+    );
+    match client.api_root_of(&q, "namf-evts").await.unwrap_err() {
+        ClientError::NoProducer { target, service } => {
+            assert_eq!((target.as_str(), service.as_str()), ("AMF", "namf-evts"))
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
