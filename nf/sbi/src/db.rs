@@ -214,25 +214,37 @@ impl Db {
         self.backend
     }
 
-    /// Applies `nf`'s migrations not yet recorded, in version order, each in its own
-    /// transaction; returns how many were applied. Idempotent; safe when several NFs
-    /// (or processes) migrate the same database at once.
+    /// Applies `nf`'s migrations not yet recorded, in version order; returns how many were
+    /// applied. Idempotent; safe when several NFs (or processes) migrate the same database
+    /// at once. PostgreSQL commits each migration on its own (DDL is transactional);
+    /// SQLite commits the pending batch as a whole, so a failure applies none of it.
     pub async fn migrate(&self, nf: &str, migrations: &[Migration]) -> Result<usize, DbError> {
         let mut conn = self.pool.acquire().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(MIGRATION_LOCK_KEY)
-                .execute(&mut *conn)
-                .await?;
+        match self.backend {
+            Backend::Postgres => {
+                // Other processes wait here; each migration then commits on its own.
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await?;
+                let result = self.migrate_locked(&mut conn, nf, migrations, true).await;
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(MIGRATION_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await?;
+                result
+            }
+            Backend::Sqlite => {
+                // The write lock up front (waiting up to the busy timeout), so two processes
+                // sharing the file never both see a migration as pending; the batch commits
+                // as a whole.
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                let result = self.migrate_locked(&mut conn, nf, migrations, false).await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                sqlx::raw_sql(end).execute(&mut *conn).await?;
+                result
+            }
         }
-        let result = self.migrate_locked(&mut conn, nf, migrations).await;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(MIGRATION_LOCK_KEY)
-                .execute(&mut *conn)
-                .await?;
-        }
-        result
     }
 
     async fn migrate_locked(
@@ -240,6 +252,7 @@ impl Db {
         conn: &mut sqlx::AnyConnection,
         nf: &str,
         migrations: &[Migration],
+        tx_per_migration: bool,
     ) -> Result<usize, DbError> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS netgpt_migrations (
@@ -271,20 +284,28 @@ impl Db {
                 description: m.description.to_owned(),
                 error,
             };
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            sqlx::raw_sql(m.sql_for(self.backend))
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
-            sqlx::query("INSERT INTO netgpt_migrations (nf, version, description, applied_at) VALUES ($1, $2, $3, $4)")
-                .bind(nf)
-                .bind(m.version)
-                .bind(m.description)
-                .bind(chrono::Utc::now().to_rfc3339())
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
-            tx.commit().await.map_err(fail)?;
+            let record = sqlx::query(
+                "INSERT INTO netgpt_migrations (nf, version, description, applied_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(nf)
+            .bind(m.version)
+            .bind(m.description)
+            .bind(chrono::Utc::now().to_rfc3339());
+            if tx_per_migration {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::raw_sql(m.sql_for(self.backend))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                record.execute(&mut *tx).await.map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+            } else {
+                sqlx::raw_sql(m.sql_for(self.backend))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail)?;
+                record.execute(&mut *conn).await.map_err(fail)?;
+            }
             tracing::info!(
                 nf,
                 version = m.version,

@@ -910,3 +910,35 @@ async fn producers_are_found_through_discovery() {
         other => panic!("unexpected {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_of_one_database_apply_each_version_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in db::test_database_urls(dir.path()).await.unwrap() {
+        // Separate pools stand for separate processes sharing the database.
+        let mut runs = Vec::new();
+        for _ in 0..4 {
+            let url = url.clone();
+            runs.push(tokio::spawn(async move {
+                let db = db::connect(&url).await.unwrap();
+                let n = db.migrate("unit-race", MIGRATIONS).await.unwrap();
+                db.close().await;
+                n
+            }));
+        }
+        let mut applied = 0;
+        for r in runs {
+            applied += r.await.unwrap();
+        }
+        assert_eq!(
+            applied,
+            MIGRATIONS.len(),
+            "every version applied exactly once ({url})"
+        );
+        let db = db::connect(&url).await.unwrap();
+        assert_eq!(
+            db.applied_migrations("unit-race").await.unwrap(),
+            vec![1, 2]
+        );
+    }
+}
