@@ -19,15 +19,25 @@ pub const ENV_PREFIX: &str = "NETGPT__";
 /// A configuration error naming the bad key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
     #[error("config: cannot read {path}: {error}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         error: std::io::Error,
     },
+    /// The file is not valid TOML.
     #[error("config: syntax error: {0}")]
     Syntax(String),
+    /// A key holds a bad value (or is missing, or unknown).
     #[error("config: key '{key}': {reason}")]
-    Key { key: String, reason: String },
+    Key {
+        /// Dotted path of the key (`cell[3].site`, `nf.amf.listen`).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl ConfigError {
@@ -43,7 +53,9 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plmn {
+    /// Mobile Country Code, 3 digits.
     pub mcc: String,
+    /// Mobile Network Code, 2 or 3 digits.
     pub mnc: String,
 }
 
@@ -61,6 +73,7 @@ pub struct NrfConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// `sqlite://path/file.db` (created with its folders) or `postgres://user@host:port/db`.
     pub url: String,
 }
 
@@ -108,9 +121,13 @@ impl NfConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
+    /// Site identifier, also the locality of the site's NFs (`edge-hangzhou`).
     pub id: String,
+    /// Human-readable place name.
     pub name: String,
+    /// Latitude in degrees (WGS 84).
     pub lat: f64,
+    /// Longitude in degrees (WGS 84).
     pub lon: f64,
 }
 
@@ -124,7 +141,9 @@ pub struct CellConfig {
     pub tac: String,
     /// Human-readable place name.
     pub name: String,
+    /// Latitude of the cell in degrees (WGS 84).
     pub lat: f64,
+    /// Longitude of the cell in degrees (WGS 84).
     pub lon: f64,
     /// The edge site that serves this cell.
     pub site: String,
@@ -134,6 +153,7 @@ pub struct CellConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UeConfig {
+    /// SUPI (`imsi-001010000000001`).
     pub supi: String,
     /// `nr_cell_id` of its serving cell.
     pub cell: String,
@@ -143,16 +163,23 @@ pub struct UeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestbedConfig {
+    /// Folder for SQLite files and other state (relative to the working directory).
     pub data_dir: PathBuf,
+    /// The testbed's PLMN (test PLMN 001/01 by default).
     pub plmn: Plmn,
+    /// Where the NRF is and the heartbeat period.
     pub nrf: NrfConfig,
+    /// The database every NF uses.
     pub database: DatabaseConfig,
     /// NFs by instance name (`nrf`, `amf`, ...).
     pub nf: BTreeMap<String, NfConfig>,
+    /// Edge sites.
     #[serde(default)]
     pub site: Vec<SiteConfig>,
+    /// NR cells with their positions and serving sites.
     #[serde(default)]
     pub cell: Vec<CellConfig>,
+    /// UEs registered at start.
     #[serde(default)]
     pub ue: Vec<UeConfig>,
     /// Extra CA certificate (PEM) every NF trusts when calling `https://` peers.
