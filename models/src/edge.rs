@@ -294,6 +294,12 @@ pub struct EvalReport {
     pub correct_rate: f64,
     /// Share whose completion equals the reference exactly.
     pub exact_match_rate: f64,
+    /// Novel-phrasing probes completed ([`pairs::NOVEL_PROBES`] x every site).
+    pub novel_probes: usize,
+    /// Share of probes naming a right-site fact of the intended category, nothing of another site.
+    pub novel_correct_rate: f64,
+    /// Share of probes naming any right-site fact and nothing of another site.
+    pub novel_right_site_rate: f64,
 }
 
 /// Loss/perplexity over all of `heldout`, and the fact check over the first `gen_limit`
@@ -340,6 +346,17 @@ pub fn evaluate(
         r.exact_match_rate += (text == p.completion) as u8 as f64;
     }
     r.generated = n;
+    for sid in profiles.keys() {
+        for (cat, concise) in pairs::NOVEL_PROBES {
+            let text = model.complete(sid, concise, adapter)?;
+            let c = pairs::check_completion(profiles, sid, cat, &text);
+            r.novel_probes += 1;
+            r.novel_correct_rate += c.correct() as u8 as f64;
+            r.novel_right_site_rate += (c.right_site_fact && !c.other_site) as u8 as f64;
+        }
+    }
+    r.novel_correct_rate /= r.novel_probes.max(1) as f64;
+    r.novel_right_site_rate /= r.novel_probes.max(1) as f64;
     let d = n.max(1) as f64;
     for v in [
         &mut r.right_category_fact_rate,

@@ -139,3 +139,20 @@ fn bpe_tokenizer_round_trips_and_keeps_special_tokens() {
         bpe::encode(&tok, text).unwrap()
     );
 }
+
+#[test]
+fn novel_probes_are_not_training_phrasings() {
+    let train = pairs::read_jsonl(&data_dir().join(pairs::TRAIN_FILE)).unwrap();
+    for (cat, probe) in pairs::NOVEL_PROBES {
+        assert!(profiles::builtin()["edge-london"]
+            .categories
+            .contains_key(*cat));
+        let probe = probe.to_lowercase();
+        assert!(
+            !train
+                .iter()
+                .any(|p| p.concise.to_lowercase().contains(&probe)),
+            "{probe}"
+        );
+    }
+}

@@ -339,3 +339,24 @@ pub fn check_completion(profiles: &Profiles, site: &str, category: &str, text: &
     }
     c
 }
+
+/// Concise prompts phrased unlike any training template, `(category, prompt)`: a probe of
+/// how the edge model generalises beyond the generator's phrasings.
+pub const NOVEL_PROBES: &[(&str, &str)] = &[
+    ("libraries", "I want to borrow some books"),
+    ("libraries", "somewhere to read for a few hours"),
+    ("hospitals", "my child has a fever"),
+    ("hospitals", "I hurt my ankle"),
+    ("transport", "how can I travel across the city"),
+    ("transport", "which trains leave from here"),
+    ("parks", "I want some fresh air"),
+    ("parks", "where can I walk my dog"),
+    ("museums", "I like art and history"),
+    ("museums", "show me a gallery"),
+    ("universities", "where do students study here"),
+    ("universities", "I want to visit a college"),
+    ("food_markets", "I'm starving"),
+    ("food_markets", "where can I try local dishes"),
+    ("landmarks", "I'm a tourist, what's famous here"),
+    ("landmarks", "best photo spots"),
+];

@@ -23,6 +23,8 @@ pub enum Cmd {
     EvalEdge(EvalEdgeArgs),
     /// Turn a concise prompt into a comprehensive one with the edge model.
     Complete(CompleteArgs),
+    /// Edge completion of a concise prompt, then the cloud model answers it (streamed).
+    Ask(AskArgs),
     /// LoRA fine-tuning of the edge model (e.g. on one site's pairs); saves PEFT files.
     TrainLora(TrainLoraArgs),
     /// Measure LoRA against full fine-tuning: parameters, file sizes, peak memory.
@@ -120,6 +122,25 @@ pub struct CompleteArgs {
     adapter: Option<PathBuf>,
 }
 
+/// `netgpt ask`
+#[derive(Args)]
+pub struct AskArgs {
+    /// Edge site id (edge-hangzhou, edge-london, edge-paris, edge-newyork).
+    #[arg(long)]
+    site: String,
+    /// The concise prompt.
+    prompt: String,
+    /// Edge model folder.
+    #[arg(long, default_value = "models/edge")]
+    model: PathBuf,
+    /// PEFT adapter folder for the edge completion.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Most tokens of the cloud answer.
+    #[arg(long, default_value_t = 200)]
+    max_tokens: usize,
+}
+
 /// `netgpt train-lora`
 #[derive(Args)]
 pub struct TrainLoraArgs {
@@ -200,6 +221,7 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::TrainEdge(a) => train_edge(a),
         Cmd::EvalEdge(a) => eval_edge(a),
         Cmd::Complete(a) => complete(a),
+        Cmd::Ask(a) => ask(a),
         Cmd::TrainLora(a) => train_lora(a),
         Cmd::LoraReport(a) => lora_report(a),
         Cmd::FinetuneProbe(a) => probe(a),
@@ -303,6 +325,50 @@ fn complete(a: CompleteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn ask(a: AskArgs) -> anyhow::Result<()> {
+    use netgpt_models::chat::{ChatMessage, CloudLlm, Role};
+    use netgpt_models::generation::GenerationConfig;
+    use std::io::Write;
+    let profiles = profiles::builtin();
+    if !profiles.contains_key(&a.site) {
+        bail!(
+            "unknown site {} (known: {})",
+            a.site,
+            profiles::site_ids(&profiles).join(", ")
+        );
+    }
+    let edge_model = load_model(&a.model, a.adapter.as_deref())?;
+    let t = Instant::now();
+    let comprehensive =
+        edge_model.complete(&a.site, &a.prompt, a.adapter.as_ref().map(|_| "adapter"))?;
+    eprintln!(
+        "edge ({:.0} ms): {comprehensive}",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let mut cloud = CloudLlm::load_default().context("cloud model (netgpt models fetch)")?;
+    let cfg = GenerationConfig {
+        max_new_tokens: a.max_tokens,
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    let t = Instant::now();
+    let g = cloud.chat(
+        &[ChatMessage::new(Role::User, comprehensive)],
+        &cfg,
+        &mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        },
+    )?;
+    let _ = writeln!(out);
+    eprintln!(
+        "cloud ({:.0} ms, {} tokens)",
+        t.elapsed().as_secs_f64() * 1e3,
+        g.usage.completion_tokens
+    );
+    Ok(())
+}
+
 fn train_lora(a: TrainLoraArgs) -> anyhow::Result<()> {
     let m = load_model(&a.model, None)?;
     let mut data = read_pairs(&a.data)?;
@@ -366,7 +432,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     let tcfg = TrainConfig {
         steps: a.steps,
         batch_size: a.batch,
-        log_every: a.steps,
+        log_every: 1,
         ..Default::default()
     };
     let rss_before = peak_rss_kib();

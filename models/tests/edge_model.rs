@@ -1,0 +1,67 @@
+//! The shipped edge model (`models/edge`): loads, is small, completes concise prompts with
+//! the right site's facts, and serves a LoRA adapter per request over the same base.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use netgpt_models::data::pairs::check_completion;
+use netgpt_models::data::profiles;
+use netgpt_models::edge::EdgeModel;
+use netgpt_models::lora::{LoraAdapter, LoraConfig};
+
+fn edge_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("edge")
+}
+
+#[test]
+fn shipped_model_is_small_and_gpt2_shaped() {
+    let bytes = std::fs::metadata(edge_dir().join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(bytes < 8 << 20, "{bytes} bytes");
+    let m = EdgeModel::load(&edge_dir(), &Device::Cpu).unwrap();
+    let c = m.model().config();
+    assert_eq!(
+        (c.n_layer, c.n_embd, c.n_head, c.n_positions),
+        (4, 128, 4, 256)
+    );
+    assert_eq!(c.vocab_size, m.tokenizer().get_vocab_size(true));
+}
+
+#[test]
+fn completes_each_site_with_its_own_facts() {
+    let p = profiles::builtin();
+    let m = EdgeModel::load(&edge_dir(), &Device::Cpu).unwrap();
+    for (site, concise, category) in [
+        ("edge-london", "Recommend libraries", "libraries"),
+        ("edge-paris", "Recommend libraries", "libraries"),
+        ("edge-newyork", "Where can I see a doctor", "hospitals"),
+        ("edge-hangzhou", "find a park to run", "parks"),
+    ] {
+        let text = m.complete(site, concise, None).unwrap();
+        let c = check_completion(&p, site, category, &text);
+        assert!(c.correct(), "{site} {concise:?} -> {text:?} ({c:?})");
+        assert!(text.contains(&p[site].city), "{text}");
+    }
+    assert!(m.complete("edge-london", "  ", None).is_err());
+}
+
+#[test]
+fn adapters_are_chosen_per_request_over_one_base() {
+    let m = EdgeModel::load(&edge_dir(), &Device::Cpu).unwrap();
+    let base = m
+        .complete("edge-london", "Recommend libraries", None)
+        .unwrap();
+    // A fresh adapter (B = 0) must not change the output.
+    let (fresh, _) =
+        LoraAdapter::new_gpt2(m.model().config(), LoraConfig::default(), 1, &Device::Cpu).unwrap();
+    m.adapters().insert("fresh", fresh);
+    assert_eq!(
+        m.complete("edge-london", "Recommend libraries", Some("fresh"))
+            .unwrap(),
+        base
+    );
+    assert!(m
+        .complete("edge-london", "Recommend libraries", Some("missing"))
+        .is_err());
+}
