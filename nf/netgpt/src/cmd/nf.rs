@@ -200,11 +200,16 @@ fn address_of(p: &NfProfile) -> String {
 }
 
 async fn list(nrf: Option<String>, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
-    let nrf_uri = match nrf {
-        Some(u) => u,
-        None => load_config(config.as_deref())?.nrf.uri,
-    };
-    let client = NrfClient::new(SbiClient::new("netgpt-cli"), nrf_uri.clone());
+    let config = load_config(config.as_deref())?;
+    let nrf_uri = nrf.unwrap_or_else(|| config.nrf.uri.clone());
+    // An https NRF with the testbed's own CA (`tls_ca`) is trusted like the NFs trust it.
+    let mut client_cfg = netgpt_sbi::client::ClientConfig::new("netgpt-cli");
+    if let Some(ca) = &config.tls_ca {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("config: key 'tls_ca': cannot read {}", ca.display()))?;
+        client_cfg.root_certificates_pem.push(pem);
+    }
+    let client = NrfClient::new(SbiClient::try_with_config(client_cfg)?, nrf_uri.clone());
     let ids = client
         .list_instances(None)
         .await
