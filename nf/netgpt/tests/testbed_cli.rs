@@ -156,3 +156,64 @@ fn config_errors_are_one_line_naming_the_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nf.smf"));
 }
+
+/// Starts `netgpt nf run <name>` on an ephemeral port; returns the child and its API root.
+fn nf_run(name: &str, db_url: &str, nrf_uri: Option<&str>) -> (Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["nf", "run", name])
+        .env(
+            format!("NETGPT__NF__{}__LISTEN", name.to_uppercase()),
+            "127.0.0.1:0",
+        )
+        .env("NETGPT__DATABASE__URL", db_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(uri) = nrf_uri {
+        cmd.env("NETGPT__NRF__URI", uri);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let root = line
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no API root in {line:?}"))
+        .to_owned();
+    (child, root)
+}
+
+fn sigterm(mut child: Child) {
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exits 0 after SIGTERM: {status}");
+}
+
+#[test]
+fn nf_run_starts_single_nfs_that_register_and_deregister_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/shared.db", dir.path().display());
+    let (nrf, nrf_root) = nf_run("nrf", &db_url, None);
+    let (amf, amf_root) = nf_run("amf", &db_url, Some(&nrf_root));
+    let listing = nf_list(&nrf_root);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains(" AMF ") && l.contains(&amf_root) && l.contains("REGISTERED")),
+        "{listing}"
+    );
+    sigterm(amf);
+    let listing = nf_list(&nrf_root);
+    assert!(
+        !listing.contains(" AMF "),
+        "deregistered on SIGTERM: {listing}"
+    );
+    sigterm(nrf);
+}
