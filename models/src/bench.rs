@@ -157,11 +157,11 @@ try:
     from llama_cpp import Llama
 except Exception as e:
     print(json.dumps({"available": False, "why": str(e)})); sys.exit(0)
-path, threads, n_gen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, threads, n_gen, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5])
 prompt = json.loads(sys.argv[4])
 llm = Llama(model_path=path, n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
 best_pp, best_tg = 0.0, 0.0
-for run in range(3):
+for run in range(runs + 1):
     llm.reset()
     t = time.perf_counter(); llm.eval(prompt); pp = len(prompt) / (time.perf_counter() - t)
     tok = int(llm.scores[llm.n_tokens - 1].argmax())
@@ -175,14 +175,15 @@ print(json.dumps({"available": True, "prefill_tok_s": best_pp, "decode_tok_s": b
 "#;
 
 /// Runs llama.cpp (Python package `llama-cpp-python`) on `gguf` with the same prompt ids and
-/// decode length, with the Python interpreter `python`. `Ok(None)` when the package is not
-/// importable there.
+/// decode length, with the Python interpreter `python`, `runs` timed runs after a warm-up
+/// (best kept, as for ours). `Ok(None)` when the package is not importable there.
 pub fn bench_llama_cpp(
     python: &str,
     gguf: &Path,
     prompt: &[u32],
     decode_tokens: usize,
     threads: usize,
+    runs: usize,
 ) -> Result<Option<LlamaCppReport>> {
     let prompt_json = serde_json::to_string(prompt).map_err(|e| Error::Invalid(e.to_string()))?;
     let out = match Command::new(python)
@@ -192,6 +193,7 @@ pub fn bench_llama_cpp(
         .arg(threads.to_string())
         .arg(decode_tokens.to_string())
         .arg(prompt_json)
+        .arg(runs.max(1).to_string())
         .output()
     {
         Ok(o) => o,

@@ -111,7 +111,30 @@ impl LlamaConfig {
 #[derive(Debug, Clone)]
 enum Proj {
     Quant(QMatMul),
+    /// Quantized with `pad` zero columns appended; inputs get `pad` zeros too.
+    PaddedQuant {
+        q: QMatMul,
+        pad: usize,
+    },
     Dense(candle_nn::Linear),
+}
+
+/// candle's repacked AVX512-VNNI Q8_0 kernels only take widths that are multiples of 256.
+const VNNI_K: usize = 256;
+
+/// Whether to pad for the VNNI kernels; `NETGPT_NO_VNNI_PAD=1` turns it off (for A/B runs).
+fn has_vnni() -> bool {
+    if std::env::var_os("NETGPT_NO_VNNI_PAD").is_some_and(|v| v != "0") {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl Proj {
@@ -178,6 +201,9 @@ impl Proj {
                 Proj::Quant(QMatMul::Tensor(t)) => Ok(t.clone()),
                 Proj::Quant(QMatMul::TensorF16(t)) => Ok(t.to_dtype(DType::F32)?),
                 Proj::Dense(l) => Ok(l.weight().clone()),
+                Proj::PaddedQuant { .. } => {
+                    Err(Error::Format("cannot stack padded matrices".into()))
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Proj::Dense(candle_nn::Linear::new(
@@ -186,9 +212,42 @@ impl Proj {
         )))
     }
 
+    /// On CPUs with AVX512-VNNI, widens a Q8_0 matrix whose input width is not a multiple
+    /// of 256 with zero blocks, so candle takes its repacked VNNI kernel instead of the
+    /// generic one (measured faster even with the extra zeros: see `tests/cloud_perf.rs`).
+    fn pad_for_vnni(self) -> Result<Self> {
+        let Proj::Quant(QMatMul::QTensor(q)) = &self else {
+            return Ok(self);
+        };
+        let (n, k) = q.shape().dims2()?;
+        if q.dtype() != GgmlDType::Q8_0 || k % VNNI_K == 0 || n % 16 != 0 || !has_vnni() {
+            return Ok(self);
+        }
+        let kp = k.div_ceil(VNNI_K) * VNNI_K;
+        let dt = q.dtype();
+        let row = k / dt.block_size() * dt.type_size();
+        let row_p = kp / dt.block_size() * dt.type_size();
+        let data = q.data()?;
+        let mut bytes = vec![0u8; n * row_p];
+        for (r, chunk) in data.chunks_exact(row).enumerate() {
+            // A block of zero bytes is a zero scale with zero quants: it adds nothing.
+            bytes[r * row_p..r * row_p + row].copy_from_slice(chunk);
+        }
+        let storage = candle_core::quantized::QStorage::from_data(
+            std::borrow::Cow::Owned(bytes),
+            &q.device(),
+            dt,
+        )?;
+        let q = QMatMul::from_qtensor(QTensor::new(storage, (n, kp))?)?;
+        Ok(Proj::PaddedQuant { q, pad: kp - k })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Proj::Quant(q) => q.forward(x)?,
+            Proj::PaddedQuant { q, pad } => {
+                q.forward(&x.pad_with_zeros(candle_core::D::Minus1, 0, *pad)?)?
+            }
             Proj::Dense(l) => l.forward(x)?,
         })
     }
@@ -373,7 +432,8 @@ impl Llama {
             Proj::from_qtensor(embd, requant)?
         } else {
             Proj::from_qtensor(g.tensor("output.weight", device)?, requant)?
-        };
+        }
+        .pad_for_vnni()?;
         let norm = g.tensor("output_norm.weight", device)?.dequantize(device)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -383,13 +443,15 @@ impl Llama {
                     Proj::from_qtensor(t("attn_q")?, requant)?,
                     Proj::from_qtensor(t("attn_k")?, requant)?,
                     Proj::from_qtensor(t("attn_v")?, requant)?,
-                ])?,
-                wo: Proj::from_qtensor(t("attn_output")?, requant)?,
+                ])?
+                .pad_for_vnni()?,
+                wo: Proj::from_qtensor(t("attn_output")?, requant)?.pad_for_vnni()?,
                 gate_up: Proj::stack(vec![
                     Proj::from_qtensor(t("ffn_gate")?, requant)?,
                     Proj::from_qtensor(t("ffn_up")?, requant)?,
-                ])?,
-                down: Proj::from_qtensor(t("ffn_down")?, requant)?,
+                ])?
+                .pad_for_vnni()?,
+                down: Proj::from_qtensor(t("ffn_down")?, requant)?.pad_for_vnni()?,
                 attn_norm: t("attn_norm")?.dequantize(device)?,
                 ffn_norm: t("ffn_norm")?.dequantize(device)?,
             });
@@ -428,7 +490,7 @@ impl Llama {
             vb.get((cfg.vocab_size, d), "lm_head.weight")?
                 .to_dtype(DType::F32)?
         };
-        let lm_head = Proj::from_dense(lm_w, quant)?;
+        let lm_head = Proj::from_dense(lm_w, quant)?.pad_for_vnni()?;
         let norm = vb.get(d, "model.norm.weight")?.to_dtype(DType::F32)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -441,13 +503,15 @@ impl Llama {
                     p((d, d), "self_attn.q_proj.weight")?,
                     p((kv, d), "self_attn.k_proj.weight")?,
                     p((kv, d), "self_attn.v_proj.weight")?,
-                ])?,
-                wo: p((d, d), "self_attn.o_proj.weight")?,
+                ])?
+                .pad_for_vnni()?,
+                wo: p((d, d), "self_attn.o_proj.weight")?.pad_for_vnni()?,
                 gate_up: Proj::stack(vec![
                     p((f, d), "mlp.gate_proj.weight")?,
                     p((f, d), "mlp.up_proj.weight")?,
-                ])?,
-                down: p((d, f), "mlp.down_proj.weight")?,
+                ])?
+                .pad_for_vnni()?,
+                down: p((d, f), "mlp.down_proj.weight")?.pad_for_vnni()?,
                 attn_norm: l.get(d, "input_layernorm.weight")?.to_dtype(DType::F32)?,
                 ffn_norm: l
                     .get(d, "post_attention_layernorm.weight")?

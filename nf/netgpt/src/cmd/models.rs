@@ -216,8 +216,8 @@ pub struct BenchArgs {
     /// Tokens decoded one by one for the decode figure.
     #[arg(long, default_value_t = 64)]
     decode_tokens: usize,
-    /// Timed runs after one warm-up (best is kept).
-    #[arg(long, default_value_t = 2)]
+    /// Timed runs after one warm-up; the best is kept (the machine may be shared).
+    #[arg(long, default_value_t = 4)]
     runs: usize,
     /// Sequences decoded together for the batching figure.
     #[arg(long, default_value_t = 8)]
@@ -340,6 +340,7 @@ fn bench_blocking(a: BenchArgs) -> anyhow::Result<()> {
         &prompt,
         a.decode_tokens,
         threads,
+        a.runs,
     ) {
         Ok(Some(l)) => {
             println!(
