@@ -246,9 +246,9 @@ impl NfContext {
     /// configured heartbeat timer, PLMN and locality, its IPv4 address and one
     /// `nfServiceList` entry per service at the API root.
     pub fn profile(&self, services: &[&str]) -> NfProfile {
-        let (ip, port, scheme) = match url_host_port(&self.api_root) {
-            Some((host, port, scheme)) => (host.parse::<Ipv4Addr>().ok(), port, scheme),
-            None => (None, self.addr.port(), "http".to_owned()),
+        let (host, ip, port, scheme) = match url_host_port(&self.api_root) {
+            Some((host, port, scheme)) => (Some(host.clone()), host.parse::<Ipv4Addr>().ok(), port, scheme),
+            None => (None, None, self.addr.port(), "http".to_owned()),
         };
         let ip = ip.or(match self.addr.ip() {
             IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
@@ -274,6 +274,8 @@ impl NfContext {
                 mnc: self.config.plmn.mnc.clone(),
             }]),
             ipv4_addresses: ip.map(|i| vec![i]),
+            // TS 29.510 wants an fqdn or an address: a host name (compose, Kubernetes) is the fqdn.
+            fqdn: host.filter(|h| h.parse::<IpAddr>().is_err()),
             locality: self.nf.locality.clone(),
             nf_service_list: Some(list),
             ..NfProfile::new(self.instance_id, self.nf_type.clone())
@@ -516,6 +518,16 @@ mod tests {
         assert_eq!(a, stable_instance_id(&cfg, "amf", "http://127.0.0.1:8001"));
         assert_ne!(a, stable_instance_id(&cfg, "amf", "http://127.0.0.1:9001"));
         assert_ne!(a, stable_instance_id(&cfg, "nrf", "http://127.0.0.1:8001"));
+    }
+
+    #[tokio::test]
+    async fn profile_of_a_host_name_root_carries_it_as_fqdn() {
+        let mut cfg = TestbedConfig::load_default().unwrap();
+        cfg.nf.get_mut("amf").unwrap().advertise = Some("http://amf:8001".into());
+        let db = db::connect("sqlite::memory:").await.unwrap();
+        let ctx = NfContext::ephemeral(Arc::new(cfg), "amf", db).await.unwrap();
+        let p = ctx.profile(&["namf-loc"]);
+        assert_eq!(p.fqdn.as_deref(), Some("amf"));
     }
 
     #[tokio::test]
