@@ -65,3 +65,22 @@ fn adapters_are_chosen_per_request_over_one_base() {
         .complete("edge-london", "Recommend libraries", Some("missing"))
         .is_err());
 }
+
+#[test]
+fn edge_model_can_be_shared_across_request_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<EdgeModel>();
+    let m = std::sync::Arc::new(EdgeModel::load(&edge_dir(), &Device::Cpu).unwrap());
+    let handles: Vec<_> = ["edge-london", "edge-paris"]
+        .into_iter()
+        .map(|site| {
+            let m = m.clone();
+            std::thread::spawn(move || m.complete(site, "Recommend libraries", None).unwrap())
+        })
+        .collect();
+    let out: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        out[0].contains("London") && out[1].contains("Paris"),
+        "{out:?}"
+    );
+}
