@@ -14,6 +14,7 @@ pub mod generation;
 pub mod gguf;
 pub mod gpt2;
 pub mod llama;
+pub mod llama_lora;
 pub mod lora;
 pub mod peft;
 pub mod tokenizer;

@@ -1,0 +1,247 @@
+//! LoRA fine-tuning of LLaMA-architecture models (the cloud model's family): a trainable f32
+//! forward pass built from primitive ops (RMSNorm, RoPE, softmax and SiLU all carry
+//! gradients, unlike candle's fused kernels and `QMatMul`), with LoRA on chosen projections
+//! (PEFT's usual `q_proj`, `v_proj`), saved in the Hugging Face PEFT layout.
+//!
+//! Weights use Hugging Face names and layout (`model.layers.N.self_attn.q_proj.weight`,
+//! `[out, in]`, RoPE in the "halves" layout), e.g. a dequantized checkpoint folder. Serving
+//! stays with [`crate::llama::Llama`]; merge an adapter into the dense weights with
+//! [`LlamaLoraAdapter::merge_into`] to serve it there.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use crate::llama::LlamaConfig;
+use crate::lora::{LoraConfig, LoraWeights, SeededNormal};
+use crate::{Error, Result};
+
+/// The seven projections of a LLaMA layer, by HF module path.
+pub const LLAMA_PROJS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+/// LoRA weights over a LLaMA, keyed by `(layer, module path)`.
+pub struct LlamaLoraAdapter {
+    /// Hyper-parameters.
+    pub config: LoraConfig,
+    /// Weights per adapted projection.
+    pub weights: BTreeMap<(usize, String), LoraWeights>,
+}
+
+impl LlamaLoraAdapter {
+    /// A fresh adapter (`B` = 0) and its trainable vars named like PEFT.
+    pub fn new(
+        cfg: &LlamaConfig,
+        config: LoraConfig,
+        seed: u64,
+        dev: &Device,
+    ) -> Result<(Self, Vec<(String, Var)>)> {
+        let mut rng = SeededNormal::new(seed);
+        let (mut weights, mut vars) = (BTreeMap::new(), Vec::new());
+        for l in 0..cfg.num_hidden_layers {
+            for p in LLAMA_PROJS {
+                if !config.targets(p) {
+                    continue;
+                }
+                let (i, o) = proj_dims(cfg, p);
+                let (w, a, b) = LoraWeights::init(i, o, config.r, config.scale(), &mut rng, dev)?;
+                let n = format!("base_model.model.model.layers.{l}.{p}");
+                vars.push((format!("{n}.lora_A.weight"), a));
+                vars.push((format!("{n}.lora_B.weight"), b));
+                weights.insert((l, p.to_string()), w);
+            }
+        }
+        if weights.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no module matches {:?}",
+                config.target_modules
+            )));
+        }
+        Ok((Self { config, weights }, vars))
+    }
+
+    /// Number of adapter parameters.
+    pub fn num_params(&self) -> usize {
+        self.weights
+            .values()
+            .map(|w| w.a.elem_count() + w.b.elem_count())
+            .sum()
+    }
+
+    /// Writes `adapter_config.json` + `adapter_model.safetensors` (PEFT layout).
+    pub fn save(&self, base_model: &str, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let cfg = serde_json::json!({
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": self.config.r,
+            "lora_alpha": self.config.alpha, "lora_dropout": 0.0,
+            "target_modules": self.config.target_modules, "base_model_name_or_path": base_model,
+            "fan_in_fan_out": false, "bias": "none", "inference_mode": true,
+        });
+        std::fs::write(
+            dir.join(crate::peft::CONFIG_FILE),
+            serde_json::to_string_pretty(&cfg).map_err(|e| Error::Format(e.to_string()))?,
+        )?;
+        let mut ts = HashMap::new();
+        for ((l, p), w) in &self.weights {
+            let n = format!("base_model.model.model.layers.{l}.{p}");
+            ts.insert(format!("{n}.lora_A.weight"), w.a.detach());
+            ts.insert(format!("{n}.lora_B.weight"), w.b.detach());
+        }
+        candle_core::safetensors::save(&ts, dir.join(crate::peft::WEIGHTS_FILE))?;
+        Ok(())
+    }
+
+    /// `weights` (HF names) with every update merged in: `W + scale · B A`.
+    pub fn merge_into(&self, weights: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+        let mut out = weights.clone();
+        for ((l, p), w) in &self.weights {
+            let name = format!("model.layers.{l}.{p}.weight");
+            let t = out
+                .get(&name)
+                .ok_or_else(|| Error::Format(format!("missing {name}")))?;
+            let merged = (t + w.dense()?)?.detach();
+            out.insert(name, merged);
+        }
+        Ok(out)
+    }
+}
+
+fn proj_dims(cfg: &LlamaConfig, p: &str) -> (usize, usize) {
+    let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
+    let kv = cfg.kv_heads() * cfg.head_dim();
+    match p {
+        "self_attn.k_proj" | "self_attn.v_proj" => (d, kv),
+        "mlp.gate_proj" | "mlp.up_proj" => (d, f),
+        "mlp.down_proj" => (f, d),
+        _ => (d, d),
+    }
+}
+
+/// A LLaMA whose forward pass is differentiable end to end (f32, no KV cache): the
+/// training path for LoRA.
+pub struct TrainableLlama {
+    cfg: LlamaConfig,
+    w: HashMap<String, Tensor>,
+    cos: Tensor, // [max_pos, head_dim]
+    sin: Tensor,
+}
+
+impl TrainableLlama {
+    /// Builds from HF-named tensors (see [`LlamaConfig::hf_tensor_shapes`]), frozen.
+    pub fn new(cfg: &LlamaConfig, weights: &HashMap<String, Tensor>, dev: &Device) -> Result<Self> {
+        let mut w = HashMap::new();
+        for (name, shape) in cfg.hf_tensor_shapes() {
+            let t = weights
+                .get(&name)
+                .ok_or_else(|| Error::Format(format!("missing tensor {name}")))?;
+            if t.dims() != shape.as_slice() {
+                return Err(Error::Format(format!(
+                    "{name}: shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            w.insert(name, t.to_dtype(DType::F32)?.detach());
+        }
+        let hd = cfg.head_dim();
+        let inv: Vec<f32> = (0..hd)
+            .step_by(2)
+            .map(|i| 1f32 / cfg.rope_theta.powf(i as f32 / hd as f32))
+            .collect();
+        let inv = Tensor::new(inv.as_slice(), dev)?.reshape((1, hd / 2))?;
+        let t = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.max_position_embeddings, 1))?;
+        let freqs = t.matmul(&inv)?;
+        let freqs = Tensor::cat(&[&freqs, &freqs], 1)?; // HF: emb = cat(freqs, freqs)
+        Ok(Self {
+            cfg: cfg.clone(),
+            w,
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+
+    fn rms(&self, x: &Tensor, w: &str) -> Result<Tensor> {
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let x = x.broadcast_div(&(ms + self.cfg.rms_norm_eps)?.sqrt()?)?;
+        Ok(x.broadcast_mul(&self.w[w])?)
+    }
+
+    fn rope(&self, x: &Tensor, t: usize) -> Result<Tensor> {
+        let hd = self.cfg.head_dim();
+        let (cos, sin) = (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?);
+        let x1 = x.narrow(D::Minus1, 0, hd / 2)?;
+        let x2 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
+        let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        Ok((x.broadcast_mul(&cos)? + rot.broadcast_mul(&sin)?)?)
+    }
+
+    /// Logits `[B, T, vocab]` for ids `[B, T]`, with `adapter` applied.
+    pub fn forward(&self, ids: &Tensor, adapter: Option<&LlamaLoraAdapter>) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, t) = ids.dims2()?;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
+        let embed = &self.w["model.embed_tokens.weight"];
+        let mut x = embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, c.hidden_size))?;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), ids.device())?;
+        for l in 0..c.num_hidden_layers {
+            let proj = |p: &str, h: &Tensor| -> Result<Tensor> {
+                let y =
+                    h.broadcast_matmul(&self.w[&format!("model.layers.{l}.{p}.weight")].t()?)?;
+                match adapter.and_then(|a| a.weights.get(&(l, p.to_string()))) {
+                    Some(lw) => Ok((y + lw.delta(h)?)?),
+                    None => Ok(y),
+                }
+            };
+            let h = self.rms(&x, &format!("model.layers.{l}.input_layernorm.weight"))?;
+            let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+                Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
+            };
+            let q = self.rope(&heads(proj("self_attn.q_proj", &h)?, nh)?, t)?;
+            let k = self.rope(&heads(proj("self_attn.k_proj", &h)?, nkv)?, t)?;
+            let v = heads(proj("self_attn.v_proj", &h)?, nkv)?;
+            // Grouped-query attention: each kv head serves nh / nkv query heads.
+            let rep = |x: Tensor| -> Result<Tensor> {
+                Ok(if nh == nkv {
+                    x
+                } else {
+                    x.unsqueeze(2)?
+                        .repeat((1, 1, nh / nkv, 1, 1))?
+                        .reshape((b, nh, t, hd))?
+                })
+            };
+            let (k, v) = (rep(k)?, rep(v)?);
+            let att = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? / (hd as f64).sqrt())?
+                .broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+            x = (x + proj("self_attn.o_proj", &o)?)?;
+            let h = self.rms(
+                &x,
+                &format!("model.layers.{l}.post_attention_layernorm.weight"),
+            )?;
+            let m = (proj("mlp.gate_proj", &h)?.silu()? * proj("mlp.up_proj", &h)?)?;
+            x = (x + proj("mlp.down_proj", &m)?)?;
+        }
+        let x = self.rms(&x, "model.norm.weight")?;
+        let head = if c.tie_word_embeddings {
+            embed
+        } else {
+            &self.w["lm_head.weight"]
+        };
+        Ok(x.broadcast_matmul(&head.t()?)?)
+    }
+}

@@ -1,0 +1,121 @@
+//! LoRA on a LLaMA-architecture model: the trainable f32 forward matches the cloud
+//! `Llama` on the same weights, a fresh adapter changes nothing, merging equals the adapter,
+//! training lowers the loss with gradients only in the adapter, PEFT names.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use netgpt_models::generation::CausalLm;
+use netgpt_models::llama::{Llama, LlamaConfig};
+use netgpt_models::llama_lora::{LlamaLoraAdapter, TrainableLlama};
+use netgpt_models::lora::{LoraConfig, SeededNormal};
+use netgpt_models::train::{self, Example, TrainConfig};
+
+fn tiny() -> (LlamaConfig, HashMap<String, Tensor>) {
+    let cfg: LlamaConfig = serde_json::from_value(serde_json::json!({
+        "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": true
+    }))
+    .unwrap();
+    let mut rng = SeededNormal::new(11);
+    let mut w = HashMap::new();
+    for (name, shape) in cfg.hf_tensor_shapes() {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = if name.ends_with("norm.weight") {
+            (0..n).map(|_| 1.0 + 0.1 * rng.sample()).collect()
+        } else {
+            (0..n).map(|_| 0.2 * rng.sample()).collect()
+        };
+        w.insert(name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
+    }
+    (cfg, w)
+}
+
+const IDS: [u32; 7] = [1, 9, 33, 4, 63, 20, 7];
+
+fn last_logits(m: &TrainableLlama, a: Option<&LlamaLoraAdapter>) -> Vec<f32> {
+    let x = Tensor::new(&[IDS], &Device::Cpu).unwrap();
+    m.forward(&x, a)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .get(IDS.len() - 1)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn trainable_forward_matches_the_cloud_llama() {
+    let (cfg, w) = tiny();
+    let vb = candle_nn::VarBuilder::from_tensors(w.clone(), DType::F32, &Device::Cpu);
+    let mut cloud = Llama::from_varbuilder(cfg.clone(), vb, None).unwrap();
+    let want = cloud.forward(&IDS, 0).unwrap().to_vec1::<f32>().unwrap();
+    let got = last_logits(&TrainableLlama::new(&cfg, &w, &Device::Cpu).unwrap(), None);
+    let d = max_diff(&got, &want);
+    assert!(d < 1e-4, "max abs diff {d}");
+}
+
+#[test]
+fn lora_on_q_and_v_identity_merge_training_and_peft_files() {
+    let (cfg, w) = tiny();
+    let m = TrainableLlama::new(&cfg, &w, &Device::Cpu).unwrap();
+    let lcfg = LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let (ad, vars) = LlamaLoraAdapter::new(&cfg, lcfg, 5, &Device::Cpu).unwrap();
+    assert_eq!(vars.len(), 2 * 2 * 2);
+    assert_eq!(ad.num_params(), 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4));
+    let base = last_logits(&m, None);
+    assert_eq!(
+        last_logits(&m, Some(&ad)),
+        base,
+        "B = 0 must leave the model unchanged"
+    );
+
+    let data: Vec<Example> = (0..6u32)
+        .map(|i| Example {
+            tokens: (0..10).map(|j| (i * 5 + j * 7) % 64).collect(),
+            prompt_len: 2,
+        })
+        .collect();
+    let fwd = |ids: &Tensor| m.forward(ids, Some(&ad));
+    let (before, _) = train::eval_loss(&fwd, &data, 6, true, &Device::Cpu).unwrap();
+    let tcfg = TrainConfig {
+        steps: 25,
+        batch_size: 3,
+        lr: 1e-2,
+        warmup: 2,
+        log_every: 5,
+        ..Default::default()
+    };
+    train::train(&vars, &fwd, &data, &tcfg, &Device::Cpu, &mut |_, _| {}).unwrap();
+    let (after, _) = train::eval_loss(&fwd, &data, 6, true, &Device::Cpu).unwrap();
+    assert!(after < before * 0.8, "loss {before} -> {after}");
+    let adapted = last_logits(&m, Some(&ad));
+    assert_ne!(adapted, base);
+
+    let merged = TrainableLlama::new(&cfg, &ad.merge_into(&w).unwrap(), &Device::Cpu).unwrap();
+    assert!(max_diff(&last_logits(&merged, None), &adapted) < 1e-4);
+
+    let dir = tempfile::tempdir().unwrap();
+    ad.save("tiny-llama", dir.path()).unwrap();
+    let ts =
+        candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert_eq!(
+        ts["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"].dims(),
+        &[16, 4]
+    );
+    assert_eq!(ts.len(), 8);
+}
