@@ -137,6 +137,39 @@ pub struct TrainableLlama {
 impl TrainableLlama {
     /// Builds from HF-named tensors (see [`LlamaConfig::hf_tensor_shapes`]), frozen.
     pub fn new(cfg: &LlamaConfig, weights: &HashMap<String, Tensor>, dev: &Device) -> Result<Self> {
+        Self::build(cfg, weights, dev, true)
+    }
+
+    /// Every weight as a trainable `Var` (full fine-tuning): the model and its vars.
+    pub fn trainable(
+        cfg: &LlamaConfig,
+        weights: &HashMap<String, Tensor>,
+        dev: &Device,
+    ) -> Result<(Self, Vec<(String, Var)>)> {
+        let mut vars = Vec::new();
+        let mut ts = HashMap::new();
+        for (name, _) in cfg.hf_tensor_shapes() {
+            let t = weights
+                .get(&name)
+                .ok_or_else(|| Error::Format(format!("missing tensor {name}")))?;
+            let v = Var::from_tensor(&t.to_dtype(DType::F32)?)?;
+            ts.insert(name.clone(), v.as_tensor().clone());
+            vars.push((name, v));
+        }
+        Ok((Self::build(cfg, &ts, dev, false)?, vars))
+    }
+
+    /// The weights (HF names).
+    pub fn weights(&self) -> &HashMap<String, Tensor> {
+        &self.w
+    }
+
+    fn build(
+        cfg: &LlamaConfig,
+        weights: &HashMap<String, Tensor>,
+        dev: &Device,
+        freeze: bool,
+    ) -> Result<Self> {
         let mut w = HashMap::new();
         for (name, shape) in cfg.hf_tensor_shapes() {
             let t = weights
@@ -148,7 +181,8 @@ impl TrainableLlama {
                     t.dims()
                 )));
             }
-            w.insert(name, t.to_dtype(DType::F32)?.detach());
+            let t = t.to_dtype(DType::F32)?;
+            w.insert(name, if freeze { t.detach() } else { t });
         }
         let hd = cfg.head_dim();
         let inv: Vec<f32> = (0..hd)
@@ -244,4 +278,77 @@ impl TrainableLlama {
         };
         Ok(x.broadcast_matmul(&head.t()?)?)
     }
+}
+
+/// Reads a llama GGUF (e.g. the cloud model) as dense f32 tensors under Hugging Face names
+/// and layout: dequantized, and with q/k rows un-permuted from GGUF's interleaved-RoPE order
+/// back to HF's halves order.
+pub fn hf_weights_from_gguf(
+    path: &Path,
+    dev: &Device,
+) -> Result<(LlamaConfig, HashMap<String, Tensor>)> {
+    let mut g = crate::gguf::Gguf::open(path)?;
+    let heads = g.get_u32("llama.attention.head_count")? as usize;
+    let kv_heads = g
+        .get_u32("llama.attention.head_count_kv")
+        .unwrap_or(heads as u32) as usize;
+    let embed = g.tensor("token_embd.weight", dev)?.dequantize(dev)?;
+    let cfg = LlamaConfig {
+        vocab_size: embed.dim(0)?,
+        hidden_size: g.get_u32("llama.embedding_length")? as usize,
+        intermediate_size: g.get_u32("llama.feed_forward_length")? as usize,
+        num_hidden_layers: g.get_u32("llama.block_count")? as usize,
+        num_attention_heads: heads,
+        num_key_value_heads: Some(kv_heads),
+        rms_norm_eps: g
+            .get_f32("llama.attention.layer_norm_rms_epsilon")
+            .unwrap_or(1e-5) as f64,
+        rope_theta: g.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
+        max_position_embeddings: g.get_u32("llama.context_length").unwrap_or(2048) as usize,
+        tie_word_embeddings: !g.has_tensor("output.weight"),
+    };
+    // Inverse of llama.cpp's `permute`: rows (head, 2, hd/2) -> (head, hd/2, 2) ... and back.
+    let unpermute = |w: Tensor, n_head: usize| -> Result<Tensor> {
+        let (rows, cols) = w.dims2()?;
+        let hd = rows / n_head;
+        Ok(w.reshape((n_head, hd / 2, 2, cols))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, cols))?)
+    };
+    let mut w = HashMap::new();
+    if !cfg.tie_word_embeddings {
+        w.insert(
+            "lm_head.weight".to_string(),
+            g.tensor("output.weight", dev)?.dequantize(dev)?,
+        );
+    }
+    w.insert("model.embed_tokens.weight".to_string(), embed);
+    w.insert(
+        "model.norm.weight".to_string(),
+        g.tensor("output_norm.weight", dev)?.dequantize(dev)?,
+    );
+    for i in 0..cfg.num_hidden_layers {
+        let mut t = |n: &str| -> Result<Tensor> {
+            Ok(g.tensor(&format!("blk.{i}.{n}.weight"), dev)?
+                .dequantize(dev)?)
+        };
+        let p = format!("model.layers.{i}");
+        let q = unpermute(t("attn_q")?, heads)?;
+        let k = unpermute(t("attn_k")?, kv_heads)?;
+        for (name, v) in [
+            ("self_attn.q_proj", q),
+            ("self_attn.k_proj", k),
+            ("self_attn.v_proj", t("attn_v")?),
+            ("self_attn.o_proj", t("attn_output")?),
+            ("mlp.gate_proj", t("ffn_gate")?),
+            ("mlp.up_proj", t("ffn_up")?),
+            ("mlp.down_proj", t("ffn_down")?),
+            ("input_layernorm", t("attn_norm")?),
+            ("post_attention_layernorm", t("ffn_norm")?),
+        ] {
+            w.insert(format!("{p}.{name}.weight"), v);
+        }
+    }
+    Ok((cfg, w))
 }

@@ -119,3 +119,49 @@ fn lora_on_q_and_v_identity_merge_training_and_peft_files() {
     );
     assert_eq!(ts.len(), 8);
 }
+
+#[test]
+fn cloud_gguf_loads_into_the_trainable_llama() {
+    // Uses the cached cloud model when present (`netgpt models fetch`); no network here.
+    let Some(path) = netgpt_models::fetch::cached_cloud_model() else {
+        eprintln!("cloud GGUF not cached: skipped");
+        return;
+    };
+    let (cfg, w) = netgpt_models::llama_lora::hf_weights_from_gguf(&path, &Device::Cpu).unwrap();
+    let m = TrainableLlama::new(&cfg, &w, &Device::Cpu).unwrap();
+    let mut cloud = Llama::from_gguf(&path, &Device::Cpu, None).unwrap();
+    let ids = [1u32, 504, 3458, 282, 4649, 314, 253];
+    let want = cloud.forward(&ids, 0).unwrap().to_vec1::<f32>().unwrap();
+    let x = Tensor::new(&[ids], &Device::Cpu).unwrap();
+    let got: Vec<f32> = m
+        .forward(&x, None)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .get(ids.len() - 1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0
+    };
+    // Our forward equals their dense path on the same real weights; agreement (argmax,
+    // cosine) with their quantized GGUF path, which keeps GGUF's row order and interleaved
+    // RoPE, checks the un-permutation (a wrong one scrambles RoPE).
+    let vb = candle_nn::VarBuilder::from_tensors(w.clone(), DType::F32, &Device::Cpu);
+    let mut dense = Llama::from_varbuilder(cfg.clone(), vb, None).unwrap();
+    let dense_logits = dense.forward(&ids, 0).unwrap().to_vec1::<f32>().unwrap();
+    let d_dense = max_diff(&got, &dense_logits);
+    let d_quant = max_diff(&got, &want);
+    let dot: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cos = dot / (norm(&got) * norm(&want));
+    eprintln!("vs dense: {d_dense}, vs quantized: {d_quant}, cosine {cos}");
+    assert!(d_dense < 1e-3, "dense path differs by {d_dense}");
+    assert_eq!(argmax(&got), argmax(&want));
+    assert!(cos > 0.99, "cosine {cos} with the quantized model");
+}

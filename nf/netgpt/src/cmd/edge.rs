@@ -191,12 +191,18 @@ pub struct LoraReportArgs {
     /// Sequences per step.
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Measure on the cloud model (SmolLM2-135M, dequantized to f32; LoRA r=8 on
+    /// q_proj,v_proj) instead of the edge model.
+    #[arg(long)]
+    cloud: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ProbeMode {
     Lora,
     Full,
+    CloudLora,
+    CloudFull,
 }
 
 /// Hidden `netgpt finetune-probe`.
@@ -427,6 +433,9 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn probe(a: ProbeArgs) -> anyhow::Result<()> {
+    if matches!(a.mode, ProbeMode::CloudLora | ProbeMode::CloudFull) {
+        return probe_cloud(a);
+    }
     let m = load_model(&a.model, None)?;
     let data = read_pairs(Path::new("models/data/pairs_train.jsonl"))?;
     let tcfg = TrainConfig {
@@ -451,7 +460,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
                 bytes,
             )
         }
-        ProbeMode::Full => {
+        ProbeMode::Full | ProbeMode::CloudLora | ProbeMode::CloudFull => {
             let base = m.model();
             let (model, vars) =
                 netgpt_models::train::trainable_gpt2(base.config(), base.tensors())?;
@@ -478,11 +487,99 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// LoRA vs full fine-tuning of the cloud model (f32, trainable forward of `llama_lora`) on
+/// the comprehensive prompts of the training pairs, 64 tokens each.
+fn probe_cloud(a: ProbeArgs) -> anyhow::Result<()> {
+    use netgpt_models::llama_lora::{self, LlamaLoraAdapter, TrainableLlama};
+    let path = netgpt_models::fetch::ensure_cloud_model()?;
+    let tok = netgpt_models::tokenizer::from_gguf_file(&path)?;
+    let (cfg, w) = llama_lora::hf_weights_from_gguf(&path, &Device::Cpu)?;
+    let data: Vec<netgpt_models::train::Example> =
+        read_pairs(Path::new("models/data/pairs_train.jsonl"))?
+            .iter()
+            .take(64)
+            .map(|p| {
+                let mut t = netgpt_models::tokenizer::encode(&tok, &p.completion)?;
+                t.truncate(64);
+                Ok(netgpt_models::train::Example {
+                    tokens: t,
+                    prompt_len: 0,
+                })
+            })
+            .collect::<netgpt_models::Result<_>>()?;
+    let tcfg = TrainConfig {
+        steps: a.steps,
+        batch_size: a.batch,
+        lr: 1e-4,
+        warmup: 1,
+        mask_prompt: false,
+        log_every: 1,
+        ..Default::default()
+    };
+    let base_params: usize = w.values().map(|t| t.elem_count()).sum();
+    let rss_before = peak_rss_kib();
+    std::fs::create_dir_all(&a.out)?;
+    let (r, bytes) = match a.mode {
+        ProbeMode::CloudLora => {
+            let m = TrainableLlama::new(&cfg, &w, &Device::Cpu)?;
+            drop(w);
+            let lcfg = LoraConfig {
+                r: 8,
+                alpha: 16.0,
+                target_modules: vec!["q_proj".into(), "v_proj".into()],
+            };
+            let (ad, vars) = LlamaLoraAdapter::new(&cfg, lcfg, 42, &Device::Cpu)?;
+            let fwd = |ids: &candle_core::Tensor| m.forward(ids, Some(&ad));
+            let r = netgpt_models::train::train(
+                &vars,
+                &fwd,
+                &data,
+                &tcfg,
+                &Device::Cpu,
+                &mut |_, _| {},
+            )?;
+            ad.save("SmolLM2-135M-Instruct", &a.out)?;
+            (r, std::fs::metadata(a.out.join(peft::WEIGHTS_FILE))?.len())
+        }
+        _ => {
+            let (m, vars) = TrainableLlama::trainable(&cfg, &w, &Device::Cpu)?;
+            drop(w);
+            let fwd = |ids: &candle_core::Tensor| m.forward(ids, None);
+            let r = netgpt_models::train::train(
+                &vars,
+                &fwd,
+                &data,
+                &tcfg,
+                &Device::Cpu,
+                &mut |_, _| {},
+            )?;
+            let ts: std::collections::HashMap<String, candle_core::Tensor> = vars
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+                .collect();
+            candle_core::safetensors::save(&ts, a.out.join("model.safetensors"))?;
+            (r, std::fs::metadata(a.out.join("model.safetensors"))?.len())
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"trainable_params": r.trainable_params, "base_params": base_params, "peak_rss_kib": peak_rss_kib(),
+            "rss_after_load_kib": rss_before, "seconds": r.seconds, "loss_first": r.losses.first().map(|x| x.1),
+            "loss_last": r.losses.last().map(|x| x.1), "checkpoint_bytes": bytes})
+    );
+    Ok(())
+}
+
 fn lora_report(a: LoraReportArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let tmp = std::env::temp_dir().join(format!("netgpt-lora-report-{}", std::process::id()));
     let mut res = Vec::new();
-    for mode in ["lora", "full"] {
+    let modes = if a.cloud {
+        ["cloud-lora", "cloud-full"]
+    } else {
+        ["lora", "full"]
+    };
+    for mode in modes {
         let out = tmp.join(mode);
         let o = std::process::Command::new(&exe)
             .args(["finetune-probe", "--model"])
@@ -507,7 +604,15 @@ fn lora_report(a: LoraReportArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     let (l, f) = (&res[0], &res[1]);
     let n = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    println!("LoRA (r=8, alpha=16, c_attn+c_proj) vs full fine-tuning of {} ({} steps x {} sequences, CPU):", a.model.display(), a.steps, a.batch);
+    let what = if a.cloud {
+        "LoRA (r=8, alpha=16, q_proj+v_proj) vs full fine-tuning of the cloud model (SmolLM2-135M, f32)".to_string()
+    } else {
+        format!(
+            "LoRA (r=8, alpha=16, c_attn+c_proj) vs full fine-tuning of {}",
+            a.model.display()
+        )
+    };
+    println!("{what} ({} steps x {} sequences, CPU):", a.steps, a.batch);
     println!(
         "  trainable parameters   LoRA {:>10}   full {:>10}   ({:.2}% of {})",
         n(l, "trainable_params"),
