@@ -142,6 +142,15 @@ impl Proj {
         let q = match requant {
             Some(to) if needs_requant(q.dtype(), to) => {
                 let dense = q.dequantize(&q.device())?;
+                let (_, k) = dense.dims2()?;
+                let bs = to.block_size();
+                if k % bs != 0 {
+                    // k-quants have 256-wide blocks: widen with zero columns (inputs too).
+                    let pad = k.div_ceil(bs) * bs - k;
+                    let dense = dense.pad_with_zeros(candle_core::D::Minus1, 0, pad)?;
+                    let q = QMatMul::from_qtensor(QTensor::quantize(&dense, to)?)?;
+                    return Ok(Proj::PaddedQuant { q, pad });
+                }
                 QTensor::quantize(&dense, to)?
             }
             _ => q,
@@ -160,39 +169,48 @@ impl Proj {
     /// replaces several: q/k/v, and gate/up. Quantized blocks are whole rows, so same-type
     /// quantized matrices stack by concatenating their bytes.
     fn stack(parts: Vec<Proj>) -> Result<Self> {
-        let all_quant = parts
+        // Quantized parts of one block type and padding stack by concatenating their bytes.
+        let quant: Vec<(&QTensor, usize)> = parts
             .iter()
-            .all(|p| matches!(p, Proj::Quant(QMatMul::QTensor(_))));
-        if all_quant {
-            let qs: Vec<&QTensor> = parts
+            .filter_map(|p| match p {
+                Proj::Quant(QMatMul::QTensor(q)) => Some((q.as_ref(), 0)),
+                Proj::PaddedQuant {
+                    q: QMatMul::QTensor(q),
+                    pad,
+                } => Some((q.as_ref(), *pad)),
+                _ => None,
+            })
+            .collect();
+        if quant.len() == parts.len()
+            && quant
                 .iter()
-                .filter_map(|p| match p {
-                    Proj::Quant(QMatMul::QTensor(q)) => Some(q.as_ref()),
-                    _ => None,
-                })
-                .collect();
-            let dtype = qs[0].dtype();
-            if qs.iter().all(|q| q.dtype() == dtype) {
-                let k = qs[0].shape().dims2()?.1;
-                let mut rows = 0;
-                let mut bytes = Vec::new();
-                for q in &qs {
-                    let (n, qk) = q.shape().dims2()?;
-                    if qk != k {
-                        return Err(Error::Format("stacked matrices differ in width".into()));
-                    }
-                    rows += n;
-                    bytes.extend_from_slice(&q.data()?);
+                .all(|(q, pad)| q.dtype() == quant[0].0.dtype() && *pad == quant[0].1)
+        {
+            let (first, pad) = quant[0];
+            let dtype = first.dtype();
+            let k = first.shape().dims2()?.1;
+            let mut rows = 0;
+            let mut bytes = Vec::new();
+            for (q, _) in &quant {
+                let (n, qk) = q.shape().dims2()?;
+                if qk != k {
+                    return Err(Error::Format("stacked matrices differ in width".into()));
                 }
-                let dev = qs[0].device();
-                let storage = candle_core::quantized::QStorage::from_data(
-                    std::borrow::Cow::Owned(bytes),
-                    &dev,
-                    dtype,
-                )?;
-                let q = QTensor::new(storage, (rows, k))?;
-                return Ok(Proj::Quant(QMatMul::from_qtensor(q)?));
+                rows += n;
+                bytes.extend_from_slice(&q.data()?);
             }
+            let dev = first.device();
+            let storage = candle_core::quantized::QStorage::from_data(
+                std::borrow::Cow::Owned(bytes),
+                &dev,
+                dtype,
+            )?;
+            let q = QMatMul::from_qtensor(QTensor::new(storage, (rows, k))?)?;
+            return Ok(if pad == 0 {
+                Proj::Quant(q)
+            } else {
+                Proj::PaddedQuant { q, pad }
+            });
         }
         let ws = parts
             .iter()

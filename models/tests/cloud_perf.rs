@@ -118,12 +118,19 @@ fn cloud_decode_vnni_padding_ab() {
     let mut plain = bench::load_cloud_gguf(&path, true).unwrap();
     std::env::remove_var("NETGPT_NO_VNNI_PAD");
     let mut q4_1 = bench::load_cloud_gguf(&path, false).unwrap();
+    let mut q4k = netgpt_models::llama::Llama::from_gguf(
+        &path,
+        &candle_core::Device::Cpu,
+        Some(GgmlDType::Q4K),
+    )
+    .unwrap();
     let prompt: Vec<u32> = (0..64u32).map(|i| 100 + i * 13).collect();
     for round in 0..3 {
         for (name, m) in [
             ("padded Q8_0", &mut padded),
             ("plain Q8_0", &mut plain),
             ("Q4_1", &mut q4_1),
+            ("Q4K padded", &mut q4k),
         ] {
             let r = bench::bench_causal_lm(m, &prompt, 32, 1).unwrap();
             println!(

@@ -225,7 +225,8 @@ pub struct BenchArgs {
     /// Tokens generated per sequence in the batching figure.
     #[arg(long, default_value_t = 32)]
     batch_tokens: usize,
-    /// Threads for llama.cpp (defaults to the CPUs available).
+    /// Threads for both candle and llama.cpp (defaults to the CPUs available; on a shared,
+    /// busy machine 1 thread is often faster for both).
     #[arg(long)]
     threads: Option<usize>,
     /// Python interpreter that has `llama_cpp` (package llama-cpp-python).
@@ -258,6 +259,11 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn bench_blocking(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(n) = a.threads {
+        // candle's CPU kernels run on rayon's global pool, sized from this variable when it
+        // first starts (no model work has run yet): both engines then get the same threads.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
