@@ -99,6 +99,69 @@ impl LlamaLoraAdapter {
         Ok(())
     }
 
+    /// Reads an adapter written by [`Self::save`] (or PEFT, names with or without `.default`).
+    pub fn load(dir: &Path, dev: &Device) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join(crate::peft::CONFIG_FILE))?;
+        let c: crate::peft::AdapterConfig =
+            serde_json::from_str(&text).map_err(|e| Error::Format(e.to_string()))?;
+        let config = LoraConfig {
+            r: c.r,
+            alpha: c.lora_alpha,
+            target_modules: c.target_modules,
+        };
+        let ts = candle_core::safetensors::load(dir.join(crate::peft::WEIGHTS_FILE), dev)?;
+        let mut parts: BTreeMap<(usize, String), (Option<Tensor>, Option<Tensor>)> =
+            BTreeMap::new();
+        for (name, t) in ts {
+            let name = name.replace(".default", "");
+            let (stem, is_a) = match (
+                name.strip_suffix(".lora_A.weight"),
+                name.strip_suffix(".lora_B.weight"),
+            ) {
+                (Some(s), _) => (s.to_string(), true),
+                (_, Some(s)) => (s.to_string(), false),
+                _ => return Err(Error::Format(format!("unexpected tensor {name}"))),
+            };
+            let rest = stem
+                .split("layers.")
+                .nth(1)
+                .ok_or_else(|| Error::Format(format!("unexpected tensor {name}")))?;
+            let (l, module) = rest
+                .split_once('.')
+                .ok_or_else(|| Error::Format(format!("unexpected tensor {name}")))?;
+            let l: usize = l
+                .parse()
+                .map_err(|_| Error::Format(format!("unexpected tensor {name}")))?;
+            let e = parts.entry((l, module.to_string())).or_default();
+            let t = t.to_dtype(DType::F32)?;
+            if is_a {
+                e.0 = Some(t)
+            } else {
+                e.1 = Some(t)
+            }
+        }
+        let mut weights = BTreeMap::new();
+        for (k, v) in parts {
+            match v {
+                (Some(a), Some(b)) => weights.insert(
+                    k,
+                    LoraWeights {
+                        a,
+                        b,
+                        scale: config.scale(),
+                    },
+                ),
+                _ => {
+                    return Err(Error::Format(format!(
+                        "layer {} {}: lora_A or lora_B missing",
+                        k.0, k.1
+                    )))
+                }
+            };
+        }
+        Ok(Self { config, weights })
+    }
+
     /// `weights` (HF names) with every update merged in: `W + scale · B A`.
     pub fn merge_into(&self, weights: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
         let mut out = weights.clone();

@@ -118,6 +118,9 @@ fn lora_on_q_and_v_identity_merge_training_and_peft_files() {
         &[16, 4]
     );
     assert_eq!(ts.len(), 8);
+    let loaded = LlamaLoraAdapter::load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.num_params(), ad.num_params());
+    assert_eq!(last_logits(&m, Some(&loaded)), adapted);
 }
 
 #[test]
