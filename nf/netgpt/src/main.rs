@@ -5,7 +5,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "netgpt", version, about = "NetGPT testbed: AI-native 5G network functions over 3GPP-style SBI")]
+#[command(
+    name = "netgpt",
+    version,
+    about = "NetGPT testbed: AI-native 5G network functions over 3GPP-style SBI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +34,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = rt.block_on(async move {
         match cli.command {
             Command::Testbed(c) => cmd::testbed::run(c).await,

@@ -247,7 +247,12 @@ impl NfContext {
     /// `nfServiceList` entry per service at the API root.
     pub fn profile(&self, services: &[&str]) -> NfProfile {
         let (host, ip, port, scheme) = match url_host_port(&self.api_root) {
-            Some((host, port, scheme)) => (Some(host.clone()), host.parse::<Ipv4Addr>().ok(), port, scheme),
+            Some((host, port, scheme)) => (
+                Some(host.clone()),
+                host.parse::<Ipv4Addr>().ok(),
+                port,
+                scheme,
+            ),
             None => (None, None, self.addr.port(), "http".to_owned()),
         };
         let ip = ip.or(match self.addr.ip() {
@@ -525,7 +530,9 @@ mod tests {
         let mut cfg = TestbedConfig::load_default().unwrap();
         cfg.nf.get_mut("amf").unwrap().advertise = Some("http://amf:8001".into());
         let db = db::connect("sqlite::memory:").await.unwrap();
-        let ctx = NfContext::ephemeral(Arc::new(cfg), "amf", db).await.unwrap();
+        let ctx = NfContext::ephemeral(Arc::new(cfg), "amf", db)
+            .await
+            .unwrap();
         let p = ctx.profile(&["namf-loc"]);
         assert_eq!(p.fqdn.as_deref(), Some("amf"));
     }

@@ -68,14 +68,18 @@ impl ProblemDetails {
 
     /// 400 `MANDATORY_IE_MISSING` naming the missing parameter.
     pub fn missing_param(param: &str) -> Self {
-        Self::bad_request("MANDATORY_IE_MISSING", format!("mandatory parameter '{param}' is missing"))
-            .with_invalid_param(param, "missing")
+        Self::bad_request(
+            "MANDATORY_IE_MISSING",
+            format!("mandatory parameter '{param}' is missing"),
+        )
+        .with_invalid_param(param, "missing")
     }
 
     /// 400 `MANDATORY_IE_INCORRECT` naming the bad parameter and why.
     pub fn invalid_param(param: &str, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        Self::bad_request("MANDATORY_IE_INCORRECT", format!("'{param}': {reason}")).with_invalid_param(param, reason)
+        Self::bad_request("MANDATORY_IE_INCORRECT", format!("'{param}': {reason}"))
+            .with_invalid_param(param, reason)
     }
 
     /// 404 with the given cause (e.g. `CONTEXT_NOT_FOUND`, `RESOURCE_NOT_FOUND`).
@@ -89,8 +93,15 @@ impl ProblemDetails {
     }
 
     /// Adds one `invalidParams` entry.
-    pub fn with_invalid_param(mut self, param: impl Into<String>, reason: impl Into<String>) -> Self {
-        self.invalid_params.push(InvalidParam { param: param.into(), reason: Some(reason.into()) });
+    pub fn with_invalid_param(
+        mut self,
+        param: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        self.invalid_params.push(InvalidParam {
+            param: param.into(),
+            reason: Some(reason.into()),
+        });
         self
     }
 
@@ -108,7 +119,12 @@ impl ProblemDetails {
 
 impl std::fmt::Display for ProblemDetails {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.cause.as_deref().unwrap_or("-"))?;
+        write!(
+            f,
+            "{} {}",
+            self.status,
+            self.cause.as_deref().unwrap_or("-")
+        )?;
         if let Some(d) = &self.detail {
             write!(f, ": {d}")?;
         }
@@ -123,9 +139,11 @@ impl IntoResponse for ProblemDetails {
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{\"status\":500}".to_vec());
         let mut resp = (status, body).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -147,9 +165,10 @@ mod tests {
 
     #[test]
     fn response_has_problem_json_and_retry_after() {
-        let resp = ProblemDetails::new(StatusCode::TOO_MANY_REQUESTS, "NF_CONGESTION", "queue full")
-            .with_retry_after(2)
-            .into_response();
+        let resp =
+            ProblemDetails::new(StatusCode::TOO_MANY_REQUESTS, "NF_CONGESTION", "queue full")
+                .with_retry_after(2)
+                .into_response();
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "2");

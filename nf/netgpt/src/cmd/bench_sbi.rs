@@ -65,18 +65,21 @@ pub async fn start_echo_server() -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    // Read the body so POSTs cost what they cost on a real server.
-                    let _ = req.into_body().collect().await;
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                            .unwrap(),
-                    )
-                });
+                let svc =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        // Read the body so POSTs cost what they cost on a real server.
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
+                                .unwrap(),
+                        )
+                    });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -89,19 +92,25 @@ pub async fn start_echo_server() -> anyhow::Result<SocketAddr> {
 type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
-    let stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     Ok(sender)
 }
 
 fn build_request(t: &Target) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(t.method.clone()).uri(format!("http://{}{}", t.addr, t.path));
+    let mut b = Request::builder()
+        .method(t.method.clone())
+        .uri(format!("http://{}{}", t.addr, t.path));
     if t.body.is_some() {
         b = b.header("content-type", "application/json");
     }
-    b.body(Full::new(t.body.clone().unwrap_or_default())).expect("valid request")
+    b.body(Full::new(t.body.clone().unwrap_or_default()))
+        .expect("valid request")
 }
 
 /// Keeps `concurrency` requests in flight against `target` for `duration`.
@@ -119,7 +128,12 @@ pub async fn run_load(
     // One warm-up request per connection, so handshakes are not measured.
     for s in &mut senders {
         let resp = s.send_request(build_request(target)).await?;
-        anyhow::ensure!(resp.status().is_success(), "{}: warm-up answered {}", target.name, resp.status());
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "{}: warm-up answered {}",
+            target.name,
+            resp.status()
+        );
         resp.into_body().collect().await?;
     }
     let start = Instant::now();
@@ -158,7 +172,10 @@ pub async fn run_load(
     }
     let elapsed = start.elapsed();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+    };
     Ok(LoadResult {
         requests: all.len(),
         errors,
@@ -225,12 +242,18 @@ pub async fn bench_targets(targets: &[Target], args: &BenchSbiArgs) -> anyhow::R
 /// a few NF profiles so NFDiscover has work to do, and measures NFDiscover and
 /// ProvideLocationInfo beside the bare h2c server.
 pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(!args.concurrency.is_empty(), "--concurrency: give at least one value");
+    anyhow::ensure!(
+        !args.concurrency.is_empty(),
+        "--concurrency: give at least one value"
+    );
     anyhow::ensure!(args.seconds > 0.0, "--seconds: must be positive");
     let dir = tempfile::tempdir()?;
     let mut config = netgpt_sbi::config::TestbedConfig::load_default()?;
     config.data_dir = dir.path().to_owned();
-    config.database.url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    config.database.url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
     for nf in config.nf.values_mut() {
         nf.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         nf.advertise = None;
@@ -238,7 +261,12 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
     // `bring_up` points the other NFs at wherever the testbed's own NRF really listens.
     config.nrf.uri = "http://127.0.0.1:0".into();
     let bed = super::testbed::bring_up(config.clone()).await?;
-    let addr_of = |t: &str| bed.nfs.iter().find(|n| n.nf_type.eq_ignore_ascii_case(t)).map(|n| n.addr);
+    let addr_of = |t: &str| {
+        bed.nfs
+            .iter()
+            .find(|n| n.nf_type.eq_ignore_ascii_case(t))
+            .map(|n| n.addr)
+    };
     let nrf = addr_of("NRF").context("the testbed started no NRF")?;
     let amf = addr_of("AMF").context("the testbed started no AMF")?;
 
@@ -251,10 +279,22 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
             "locality": if i % 2 == 0 { "core" } else { "edge-london" },
             "ipv4Addresses": [format!("127.0.1.{}", i + 1)],
         });
-        let r = client.put(format!("http://{nrf}/nnrf-nfm/v1/nf-instances/{id}")).json(&profile).send().await?;
-        anyhow::ensure!(r.status().is_success(), "registering bench profile {i}: {}", r.status());
+        let r = client
+            .put(format!("http://{nrf}/nnrf-nfm/v1/nf-instances/{id}"))
+            .json(&profile)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "registering bench profile {i}: {}",
+            r.status()
+        );
     }
-    let supi = config.ue.first().map(|u| u.supi.clone()).context("the default config has no UE")?;
+    let supi = config
+        .ue
+        .first()
+        .map(|u| u.supi.clone())
+        .context("the default config has no UE")?;
     let targets = vec![
         Target {
             name: "NFDiscover (nnrf-disc)".into(),

@@ -2,5 +2,5 @@
 //! specification's JSON names and utoipa schemas.
 
 pub mod common;
-pub mod nnrf;
 pub mod namf;
+pub mod nnrf;

@@ -66,11 +66,67 @@ impl NfType {
 
     /// The NF type values TS 29.510 Rel-18 enumerates.
     pub const SPEC_VALUES: &'static [&'static str] = &[
-        "NRF", "UDM", "AMF", "SMF", "AUSF", "NEF", "PCF", "SMSF", "NSSF", "UDR", "LMF", "GMLC", "5G_EIR", "SEPP",
-        "UPF", "N3IWF", "AF", "UDSF", "BSF", "CHF", "NWDAF", "PCSCF", "CBCF", "HSS", "UCMF", "SOR_AF", "SPAF", "MME",
-        "SCSAS", "SCEF", "SCP", "NSSAAF", "ICSCF", "SCSCF", "DRA", "IMS_AS", "AANF", "5G_DDNMF", "NSACF", "MFAF",
-        "EASDF", "DCCF", "MB_SMF", "TSCTSF", "ADRF", "GBA_BSF", "CEF", "MB_UPF", "NSWOF", "PKMF", "MNPF", "SMS_GMSC",
-        "SMS_IWMSC", "MBSF", "MBSTF", "PANF", "DCSF", "MRF", "MRFP", "MF", "SLPKMF",
+        "NRF",
+        "UDM",
+        "AMF",
+        "SMF",
+        "AUSF",
+        "NEF",
+        "PCF",
+        "SMSF",
+        "NSSF",
+        "UDR",
+        "LMF",
+        "GMLC",
+        "5G_EIR",
+        "SEPP",
+        "UPF",
+        "N3IWF",
+        "AF",
+        "UDSF",
+        "BSF",
+        "CHF",
+        "NWDAF",
+        "PCSCF",
+        "CBCF",
+        "HSS",
+        "UCMF",
+        "SOR_AF",
+        "SPAF",
+        "MME",
+        "SCSAS",
+        "SCEF",
+        "SCP",
+        "NSSAAF",
+        "ICSCF",
+        "SCSCF",
+        "DRA",
+        "IMS_AS",
+        "AANF",
+        "5G_DDNMF",
+        "NSACF",
+        "MFAF",
+        "EASDF",
+        "DCCF",
+        "MB_SMF",
+        "TSCTSF",
+        "ADRF",
+        "GBA_BSF",
+        "CEF",
+        "MB_UPF",
+        "NSWOF",
+        "PKMF",
+        "MNPF",
+        "SMS_GMSC",
+        "SMS_IWMSC",
+        "MBSF",
+        "MBSTF",
+        "PANF",
+        "DCSF",
+        "MRF",
+        "MRFP",
+        "MF",
+        "SLPKMF",
     ];
 
     /// Any NF type string (3GPP or NetGPT-specific).
@@ -92,7 +148,10 @@ impl NfType {
     pub fn is_well_formed(&self) -> bool {
         !self.0.is_empty()
             && self.0.len() <= 64
-            && self.0.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && self
+                .0
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     }
 }
 
@@ -188,7 +247,11 @@ pub struct NfServiceVersion {
 impl NfServiceVersion {
     /// `v{major}` in the URI and `{major}.0.0` as the full version.
     pub fn v(major: u32) -> Self {
-        Self { api_version_in_uri: format!("v{major}"), api_full_version: format!("{major}.0.0"), expiry: None }
+        Self {
+            api_version_in_uri: format!("v{major}"),
+            api_full_version: format!("{major}.0.0"),
+            expiry: None,
+        }
     }
 }
 
@@ -253,7 +316,12 @@ pub struct NfService {
 
 impl NfService {
     /// A REGISTERED `http` service at `ip:port`, version `v1`.
-    pub fn http(service_instance_id: impl Into<String>, service_name: impl Into<String>, ip: Ipv4Addr, port: u16) -> Self {
+    pub fn http(
+        service_instance_id: impl Into<String>,
+        service_name: impl Into<String>,
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> Self {
         Self {
             service_instance_id: service_instance_id.into(),
             service_name: service_name.into(),
@@ -365,7 +433,12 @@ pub struct NfProfile {
 impl NfProfile {
     /// A REGISTERED profile of the given instance and type, everything else empty.
     pub fn new(nf_instance_id: Uuid, nf_type: NfType) -> Self {
-        Self { nf_instance_id, nf_type, nf_status: NfStatus::Registered, ..Default::default() }
+        Self {
+            nf_instance_id,
+            nf_type,
+            nf_status: NfStatus::Registered,
+            ..Default::default()
+        }
     }
 
     /// All services, from `nfServiceList` and then the deprecated `nfServices`.
@@ -428,7 +501,11 @@ pub struct PatchItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// The value for `add`/`replace`/`test` (a present JSON `null` is `Some(Value::Null)`).
-    #[serde(default, deserialize_with = "present_value", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present_value",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
 }
@@ -436,12 +513,20 @@ pub struct PatchItem {
 impl PatchItem {
     /// `{"op":"replace","path":path,"value":value}`.
     pub fn replace(path: impl Into<String>, value: Value) -> Self {
-        Self { op: PatchOperation::Replace, path: path.into(), from: None, value: Some(value) }
+        Self {
+            op: PatchOperation::Replace,
+            path: path.into(),
+            from: None,
+            value: Some(value),
+        }
     }
 
     /// The heartbeat of TS 29.510 §5.2.2.3.2: `replace /nfStatus REGISTERED`.
     pub fn heartbeat() -> Vec<PatchItem> {
-        vec![Self::replace("/nfStatus", Value::String(NfStatus::Registered.as_str().into()))]
+        vec![Self::replace(
+            "/nfStatus",
+            Value::String(NfStatus::Registered.as_str().into()),
+        )]
     }
 }
 
@@ -473,8 +558,16 @@ impl UriList {
     /// The `item` hrefs.
     pub fn items(&self) -> Vec<String> {
         match self.links.get("item") {
-            Some(Value::Array(a)) => a.iter().filter_map(|l| l.get("href")?.as_str().map(str::to_owned)).collect(),
-            Some(Value::Object(o)) => o.get("href").and_then(Value::as_str).map(str::to_owned).into_iter().collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|l| l.get("href")?.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::Object(o)) => o
+                .get("href")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -500,8 +593,15 @@ mod tests {
         assert_eq!(v["heartBeatTimer"], 10);
         assert_eq!(v["ipv4Addresses"][0], "127.0.0.1");
         assert_eq!(v["nfServiceList"]["loc-1"]["ipEndPoints"][0]["port"], 8001);
-        assert_eq!(v["nfServiceList"]["loc-1"]["versions"][0]["apiVersionInUri"], "v1");
-        assert!(v.get("fqdn").is_none() && v.get("customInfo").is_none() && v.get("nfServices").is_none());
+        assert_eq!(
+            v["nfServiceList"]["loc-1"]["versions"][0]["apiVersionInUri"],
+            "v1"
+        );
+        assert!(
+            v.get("fqdn").is_none()
+                && v.get("customInfo").is_none()
+                && v.get("nfServices").is_none()
+        );
     }
 
     #[test]
@@ -519,24 +619,36 @@ mod tests {
         assert_eq!(p.nf_type, NfType::EDGEAI);
         assert!(!p.nf_type.is_3gpp() && p.nf_type.is_well_formed());
         assert_eq!(p.extra["amfInfo"]["amfSetId"], "3f8");
-        assert_eq!(p.service("nedgeai-prompt").unwrap().api_root().as_deref(), Some("http://10.0.0.1:9000"));
+        assert_eq!(
+            p.service("nedgeai-prompt").unwrap().api_root().as_deref(),
+            Some("http://10.0.0.1:9000")
+        );
         assert_eq!(serde_json::to_value(&p).unwrap(), body);
     }
 
     #[test]
     fn status_is_closed_and_type_is_open() {
         assert!(serde_json::from_value::<NfStatus>(json!("BOGUS")).is_err());
-        assert_eq!(serde_json::from_value::<NfStatus>(json!("SUSPENDED")).unwrap(), NfStatus::Suspended);
-        assert_eq!(serde_json::from_value::<NfType>(json!("AMF")).unwrap(), NfType::AMF);
+        assert_eq!(
+            serde_json::from_value::<NfStatus>(json!("SUSPENDED")).unwrap(),
+            NfStatus::Suspended
+        );
+        assert_eq!(
+            serde_json::from_value::<NfType>(json!("AMF")).unwrap(),
+            NfType::AMF
+        );
         assert!(!NfType::new("amf lower").is_well_formed());
         assert!(NfType::new("5G_EIR").is_3gpp());
     }
 
     #[test]
     fn patch_item_keeps_explicit_null_and_heartbeat_shape() {
-        let item: PatchItem = serde_json::from_value(json!({"op": "replace", "path": "/load", "value": null})).unwrap();
+        let item: PatchItem =
+            serde_json::from_value(json!({"op": "replace", "path": "/load", "value": null}))
+                .unwrap();
         assert_eq!(item.value, Some(Value::Null));
-        let item: PatchItem = serde_json::from_value(json!({"op": "remove", "path": "/load"})).unwrap();
+        let item: PatchItem =
+            serde_json::from_value(json!({"op": "remove", "path": "/load"})).unwrap();
         assert_eq!(item.value, None);
         assert_eq!(
             serde_json::to_value(PatchItem::heartbeat()).unwrap(),
@@ -546,7 +658,11 @@ mod tests {
 
     #[test]
     fn search_result_always_has_a_list() {
-        let v = serde_json::to_value(SearchResult { validity_period: 60, ..Default::default() }).unwrap();
+        let v = serde_json::to_value(SearchResult {
+            validity_period: 60,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(v, json!({"validityPeriod": 60, "nfInstances": []}));
     }
 
