@@ -122,8 +122,15 @@ async fn up(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         |p| p.display().to_string(),
     );
     let database = config.database.url.clone();
+    // The cloud model is fetched on first use, so `up` on a fresh machine has it ready for
+    // the AI functions; the NFs of this build run without it, so a failed fetch only warns.
+    let model = tokio::task::spawn_blocking(netgpt_models::fetch::ensure_cloud_model).await?;
     let bed = bring_up(config).await?;
     println!("netgpt testbed up (config: {source}; database: {database})");
+    match model {
+        Ok(path) => println!("  cloud model {}", path.display()),
+        Err(e) => eprintln!("netgpt: warning: cloud model unavailable: {e}"),
+    }
     for nf in &bed.nfs {
         println!("  {}", describe(nf));
     }
