@@ -37,8 +37,14 @@ fn shipped_adapter_matches_hugging_face_peft() {
     };
     let base = last(None);
     let lora = last(Some("edge-london"));
-    assert!(max_abs_diff(&base, &base_ref) < 1e-3, "base differs from transformers");
-    assert!(max_abs_diff(&lora, &lora_ref) < 1e-3, "adapter differs from peft");
+    assert!(
+        max_abs_diff(&base, &base_ref) < 1e-3,
+        "base differs from transformers"
+    );
+    assert!(
+        max_abs_diff(&lora, &lora_ref) < 1e-3,
+        "adapter differs from peft"
+    );
     // The comparison means something only if the adapter moves the logits.
     assert!(max_abs_diff(&lora, &base_ref) > 0.1);
 }
