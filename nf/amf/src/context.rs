@@ -99,7 +99,11 @@ impl Topology {
                 geo_info: GeographicArea::point(c.lat, c.lon),
                 site: c.site.clone(),
                 site_name: cfg.site(&c.site).map(|s| s.name.clone()),
-                timezone: Some(nautical_timezone(c.lon)),
+                timezone: Some(
+                    cfg.site(&c.site)
+                        .and_then(|s| s.timezone.clone())
+                        .unwrap_or_else(|| nautical_timezone(c.lon)),
+                ),
             };
             by_id.insert(id.clone(), cells.len());
             let geographical_information =

@@ -180,6 +180,20 @@ async fn provide_location_info_reports_tai_ncgi_geo_rat_and_timezone() {
         .unwrap();
     assert!(nothing.location.is_none() && nothing.geo_info.is_none());
     assert_eq!(ctx.stats.location_requests.load(Ordering::Relaxed), 3);
+
+    // The site's configured zone wins over the nautical zone of the longitude (Paris is
+    // at 2.3 degrees east, nautically +00:00, but keeps Central European Time).
+    let paris = provide_location_info(
+        &ctx,
+        "imsi-001010000000003",
+        RequestLocInfo {
+            req_time_zone: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(paris.timezone.as_deref(), Some("+01:00"));
 }
 
 #[tokio::test]

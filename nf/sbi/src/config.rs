@@ -129,6 +129,10 @@ pub struct SiteConfig {
     pub lat: f64,
     /// Longitude in degrees (WGS 84).
     pub lon: f64,
+    /// Local time zone as TS 29.571 `TimeZone` (`+01:00`); when absent the AMF reports
+    /// the nautical zone of the longitude.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// One NR cell of a gNB.
@@ -293,6 +297,14 @@ impl TestbedConfig {
                 ));
             }
             check_position(&format!("site[{i}]"), s.lat, s.lon)?;
+            if let Some(tz) = &s.timezone {
+                if !is_time_zone(tz) {
+                    return Err(ConfigError::key(
+                        format!("site[{i}].timezone"),
+                        format!("'{tz}' is not a UTC offset like +01:00"),
+                    ));
+                }
+            }
         }
         let mut cells = HashSet::new();
         for (i, c) in self.cell.iter().enumerate() {
@@ -358,6 +370,17 @@ impl TestbedConfig {
 pub fn is_imsi_supi(s: &str) -> bool {
     s.strip_prefix("imsi-")
         .is_some_and(|d| (5..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A TS 29.571 `TimeZone` offset: `+hh:mm` or `-hh:mm`, hours up to 14.
+pub fn is_time_zone(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 6
+        && (b[0] == b'+' || b[0] == b'-')
+        && b[3] == b':'
+        && [1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit())
+        && s[1..3].parse::<u8>().is_ok_and(|h| h <= 14)
+        && s[4..6].parse::<u8>().is_ok_and(|m| m < 60)
 }
 
 fn check_position(key: &str, lat: f64, lon: f64) -> Result<(), ConfigError> {
@@ -494,6 +517,7 @@ mod tests {
             "one line"
         );
         assert!(err(&[("NETGPT__CELL__2__SITE", "edge-mars")]).contains("cell[2].site"));
+        assert!(err(&[("NETGPT__SITE__2__TIMEZONE", "CET")]).contains("site[2].timezone"));
         assert!(err(&[("NETGPT__UE__0__CELL", "fffffffff")]).contains("ue[0].cell"));
         assert!(err(&[("NETGPT__CELL__99__SITE", "x")]).contains("out of range"));
         assert!(err(&[("NETGPT__NF__AMF__TLS_CERT", "/x.pem")]).contains("nf.amf.tls_key"));
