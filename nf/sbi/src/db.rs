@@ -344,10 +344,13 @@ pub const TEST_POSTGRES_ENV: &str = "NETGPT_TEST_POSTGRES_URL";
 pub async fn test_database_urls(dir: &Path) -> Result<Vec<String>, DbError> {
     let file = dir.join(format!("test-{}.db", uuid::Uuid::new_v4().simple()));
     let mut urls = vec![format!("sqlite://{}", file.display())];
-    if let Ok(admin) = std::env::var(TEST_POSTGRES_ENV) {
-        if !admin.trim().is_empty() {
+    match std::env::var(TEST_POSTGRES_ENV) {
+        Ok(admin) if !admin.trim().is_empty() => {
             urls.push(fresh_postgres_database(admin.trim()).await?);
         }
+        _ => eprintln!(
+            "{TEST_POSTGRES_ENV} is unset: PostgreSQL run skipped, SQLite only (tests/run.sh sets it)"
+        ),
     }
     Ok(urls)
 }
