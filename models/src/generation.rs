@@ -129,6 +129,8 @@ pub enum FinishReason {
     Stop,
     /// `max_new_tokens` or the context length was reached.
     Length,
+    /// The consumer stopped reading (see [`generate_until`]).
+    Cancelled,
 }
 
 /// Token counts and timings of one generation.
@@ -278,6 +280,21 @@ pub fn generate(
     cfg: &GenerationConfig,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
+    generate_until(model, detok, prompt, cfg, &mut |piece| {
+        on_text(piece);
+        true
+    })
+}
+
+/// [`generate`] whose consumer can stop it: when `on_text` returns `false` (a client went
+/// away), decoding stops before the next token with [`FinishReason::Cancelled`].
+pub fn generate_until(
+    model: &mut dyn CausalLm,
+    detok: &dyn Detokenizer,
+    prompt: &[u32],
+    cfg: &GenerationConfig,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation> {
     if prompt.is_empty() {
         return Err(crate::Error::Invalid("empty prompt".into()));
     }
@@ -312,8 +329,9 @@ pub fn generate(
             break;
         }
         let piece = stream.push(tok, detok, &cfg.stop_sequences)?;
-        if !piece.is_empty() {
-            on_text(&piece);
+        if !piece.is_empty() && !on_text(&piece) {
+            finish = FinishReason::Cancelled;
+            break;
         }
         if stream.stopped {
             finish = FinishReason::Stop;
@@ -325,7 +343,7 @@ pub fn generate(
         logits = model.forward(&[tok], context.len() - 1)?;
     }
     let rest = stream.flush();
-    if !rest.is_empty() {
+    if !rest.is_empty() && finish != FinishReason::Cancelled {
         on_text(&rest);
     }
     usage.total = start.elapsed();

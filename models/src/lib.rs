@@ -17,6 +17,7 @@ pub mod llama;
 pub mod llama_lora;
 pub mod lora;
 pub mod peft;
+pub mod stream;
 pub mod tokenizer;
 pub mod train;
 

@@ -260,3 +260,43 @@ fn q8_0_quantized_model_agrees_with_f32() {
     let b1 = q.forward(&[7], prompt.len()).unwrap();
     assert_eq!(b1.dims(), &[97]);
 }
+
+#[test]
+fn text_stream_iterates_the_same_pieces_and_returns_the_model() {
+    let mut m = tiny_llama(6);
+    let prompt = vec![3u32, 1, 4, 1, 5];
+    let mut pieces = Vec::new();
+    let direct = generate(&mut m, &Letters, &prompt, &greedy(24), &mut |p| {
+        pieces.push(p.to_owned())
+    })
+    .unwrap();
+    let mut s = netgpt_models::stream::stream(m, Letters, prompt.clone(), greedy(24));
+    let streamed: Vec<String> = s.by_ref().collect();
+    assert_eq!(streamed, pieces);
+    let (mut m, g) = s.finish().unwrap();
+    assert_eq!(g.tokens, direct.tokens);
+    // The model comes back usable.
+    let again = generate(&mut m, &Letters, &prompt, &greedy(24), &mut |_| {}).unwrap();
+    assert_eq!(again.tokens, direct.tokens);
+}
+
+#[test]
+fn a_consumer_that_stops_reading_cancels_generation() {
+    let mut m = tiny_llama(7);
+    let prompt = [2u32, 7, 1, 8];
+    let mut seen = 0;
+    let g = netgpt_models::generation::generate_until(
+        &mut m,
+        &Letters,
+        &prompt,
+        &greedy(30),
+        &mut |_| {
+            seen += 1;
+            seen < 3
+        },
+    )
+    .unwrap();
+    assert_eq!(g.finish_reason, FinishReason::Cancelled);
+    assert_eq!(seen, 3);
+    assert!(g.tokens.len() < 30);
+}
