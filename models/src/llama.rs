@@ -117,6 +117,21 @@ enum Proj {
         pad: usize,
     },
     Dense(candle_nn::Linear),
+    /// Q4_1 or Q8_0 blocks repacked for our own AVX512-VNNI kernels (see [`q41`]).
+    #[cfg(target_arch = "x86_64")]
+    Q41(std::sync::Arc<q41::PackedQ41>),
+}
+
+/// Whether Q4_1 matrices stay Q4_1 and use our own kernel (instead of requantizing).
+fn native_q41() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        q41::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// candle's repacked AVX512-VNNI Q8_0 kernels only take widths that are multiples of 256.
@@ -140,6 +155,12 @@ fn has_vnni() -> bool {
 impl Proj {
     fn from_qtensor(q: QTensor, requant: Option<GgmlDType>) -> Result<Self> {
         let q = match requant {
+            // Our Q4_1 kernel reads half the bytes of Q8_0: keep the blocks as they are.
+            Some(GgmlDType::Q8_0)
+                if q.dtype() == GgmlDType::Q4_1 && q.device().is_cpu() && native_q41() =>
+            {
+                q
+            }
             Some(to) if needs_requant(q.dtype(), to) => {
                 let dense = q.dequantize(&q.device())?;
                 let (_, k) = dense.dims2()?;
@@ -222,6 +243,8 @@ impl Proj {
                 Proj::PaddedQuant { .. } => {
                     Err(Error::Format("cannot stack padded matrices".into()))
                 }
+                #[cfg(target_arch = "x86_64")]
+                Proj::Q41(_) => Err(Error::Format("cannot stack packed matrices".into())),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Proj::Dense(candle_nn::Linear::new(
@@ -230,14 +253,36 @@ impl Proj {
         )))
     }
 
-    /// On CPUs with AVX512-VNNI, widens a Q8_0 matrix whose input width is not a multiple
-    /// of 256 with zero blocks, so candle takes its repacked VNNI kernel instead of the
-    /// generic one (measured faster even with the extra zeros: see `tests/cloud_perf.rs`).
+    /// On CPUs with AVX512-VNNI, repacks Q4_1 and Q8_0 matrices for our own kernels
+    /// ([`q41`]); with those off (`NETGPT_NO_Q41_KERNEL=1`), widens a Q8_0 matrix whose input
+    /// width is not a multiple of 256 with zero blocks, so candle takes its repacked VNNI
+    /// kernel instead of the generic one (measured faster even with the extra zeros: see
+    /// `tests/cloud_perf.rs`).
     fn pad_for_vnni(self) -> Result<Self> {
         let Proj::Quant(QMatMul::QTensor(q)) = &self else {
             return Ok(self);
         };
         let (n, k) = q.shape().dims2()?;
+        #[cfg(target_arch = "x86_64")]
+        if q.dtype() == GgmlDType::Q4_1
+            && n.is_multiple_of(16)
+            && k.is_multiple_of(32)
+            && q.device().is_cpu()
+            && native_q41()
+        {
+            let packed = q41::PackedQ41::pack(&q.data()?, n, k)?;
+            return Ok(Proj::Q41(std::sync::Arc::new(packed)));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if q.dtype() == GgmlDType::Q8_0
+            && n.is_multiple_of(16)
+            && k.is_multiple_of(32)
+            && q.device().is_cpu()
+            && native_q41()
+        {
+            let packed = q41::PackedQ41::pack_q8_0(&q.data()?, n, k)?;
+            return Ok(Proj::Q41(std::sync::Arc::new(packed)));
+        }
         if q.dtype() != GgmlDType::Q8_0 || k % VNNI_K == 0 || n % 16 != 0 || !has_vnni() {
             return Ok(self);
         }
@@ -267,6 +312,8 @@ impl Proj {
                 q.forward(&x.pad_with_zeros(candle_core::D::Minus1, 0, *pad)?)?
             }
             Proj::Dense(l) => l.forward(x)?,
+            #[cfg(target_arch = "x86_64")]
+            Proj::Q41(p) => p.forward(x)?,
         })
     }
 }
@@ -411,7 +458,10 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
 
 impl Llama {
     /// Loads a GGUF file (`general.architecture = llama`). With `requant = Some(Q8_0)`,
-    /// Q4_x/Q5_x matrices are requantized to Q8_0 at load, trading memory for speed.
+    /// Q4_x/Q5_x matrices are requantized to Q8_0 at load, trading memory for speed —
+    /// except Q4_1 ones on AVX512-VNNI CPUs: they keep their blocks and use our own kernel
+    /// (as they do with `None`), which is faster still; Q8_0 matrices use our own kernel
+    /// there too (`NETGPT_NO_Q41_KERNEL=1` turns both off, for A/B runs).
     pub fn from_gguf(
         path: impl AsRef<Path>,
         device: &Device,
@@ -613,6 +663,14 @@ impl Llama {
     /// All tokens go through the weight matrices together (one matmul per projection);
     /// attention is per sequence, against its own cache, at its own position.
     pub fn forward_seqs(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        // On CPU, run the whole pass inside candle's rayon pool: its many small parallel ops
+        // (norms, RoPE, softmax, elementwise) then run on a pool thread directly, instead of
+        // each handing a job to the pool and sleeping on a futex until it is done.
+        self.device
+            .with_context(|| self.forward_seqs_inner(seqs, caches))
+    }
+
+    fn forward_seqs_inner(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
         if seqs.len() != caches.len() || seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
             return Err(Error::Invalid(
                 "forward_seqs needs one non-empty token slice per cache".into(),
@@ -751,5 +809,309 @@ impl CausalLm for Llama {
 
     fn max_seq_len(&self) -> usize {
         self.cfg.max_position_embeddings
+    }
+}
+
+/// Native Q4_1 (and Q8_0) matmuls for AVX512-VNNI CPUs. candle's own Q4_1 kernel is scalar,
+/// so the GGUF's Q4_1 matrices used to be requantized to Q8_0 and widened to 768 columns for
+/// candle's VNNI kernel: over twice the bytes per weight. Decode is memory-bound, so keeping
+/// the 4-bit blocks and multiplying them here reads about half the bytes per token. The Q8_0
+/// output head (tied embedding) gets the same treatment, without the widening.
+///
+/// Weights are repacked 16 output rows at a time: per 32-wide block, 64-byte vectors holding
+/// row r's 4 bytes at r*4 (for Q4_1 the original nibble bytes, so low nibbles hold
+/// k = 4g..4g+4 and high ones k = 16+4g..; for Q8_0 the quants offset by +128) plus the 16
+/// rows' f16 scales (and Q4_1 mins). Activations are quantized to i8 per 32-wide block, each
+/// row on its own, so a row's result does not depend on how many rows are multiplied together.
+#[cfg(target_arch = "x86_64")]
+mod q41 {
+    use crate::{Error, Result};
+    use candle_core::{Device, Tensor};
+
+    const TN: usize = 16;
+    const QK: usize = 32;
+
+    /// One Q4_1 32-wide block of 16 rows.
+    #[repr(C, align(64))]
+    #[derive(Clone)]
+    struct Tile {
+        qs: [u8; 256],
+        d: [u16; TN],
+        m: [u16; TN],
+    }
+
+    /// The quants of one Q8_0 32-wide block of 16 rows (+128).
+    #[repr(C, align(64))]
+    #[derive(Clone)]
+    struct Tile8 {
+        qs: [u8; 512],
+    }
+
+    enum Kind {
+        Q41(Vec<Tile>),
+        /// Quants and the 16 rows' scales of each tile.
+        Q80(Vec<Tile8>, Vec<[u16; TN]>),
+    }
+
+    #[derive(Clone, Copy)]
+    #[repr(C)]
+    struct Act {
+        q: [i8; QK],
+        d: f32,
+        /// `d * sum`.
+        s: f32,
+        sum: i32,
+    }
+
+    pub(super) struct PackedQ41 {
+        n: usize,
+        k: usize,
+        kind: Kind,
+    }
+
+    impl std::fmt::Debug for PackedQ41 {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let t = match self.kind {
+                Kind::Q41(_) => "Q4_1",
+                Kind::Q80(..) => "Q8_0",
+            };
+            write!(f, "Packed{t}({}x{})", self.n, self.k)
+        }
+    }
+
+    pub(super) fn available() -> bool {
+        if std::env::var_os("NETGPT_NO_Q41_KERNEL").is_some_and(|v| v != "0") {
+            return false;
+        }
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+
+    impl PackedQ41 {
+        /// `data`: raw Q4_1 blocks (20 bytes: f16 d, f16 m, 16 nibble bytes) of an `[n, k]` matrix.
+        pub(super) fn pack(data: &[u8], n: usize, k: usize) -> Result<Self> {
+            if !n.is_multiple_of(TN) || !k.is_multiple_of(QK) || data.len() != n * k / QK * 20 {
+                return Err(Error::Format("Q4_1 matrix shape not packable".into()));
+            }
+            let kb = k / QK;
+            let mut tiles = Vec::with_capacity(n / TN * kb);
+            for t in 0..n / TN {
+                for b in 0..kb {
+                    let mut tile = Tile {
+                        qs: [0; 256],
+                        d: [0; TN],
+                        m: [0; TN],
+                    };
+                    for r in 0..TN {
+                        let o = ((t * TN + r) * kb + b) * 20;
+                        let blk = &data[o..o + 20];
+                        tile.d[r] = u16::from_le_bytes([blk[0], blk[1]]);
+                        tile.m[r] = u16::from_le_bytes([blk[2], blk[3]]);
+                        for g in 0..4 {
+                            tile.qs[g * 64 + r * 4..g * 64 + r * 4 + 4]
+                                .copy_from_slice(&blk[4 + g * 4..8 + g * 4]);
+                        }
+                    }
+                    tiles.push(tile);
+                }
+            }
+            Ok(Self {
+                n,
+                k,
+                kind: Kind::Q41(tiles),
+            })
+        }
+
+        /// `data`: raw Q8_0 blocks (34 bytes: f16 d, 32 i8) of an `[n, k]` matrix.
+        pub(super) fn pack_q8_0(data: &[u8], n: usize, k: usize) -> Result<Self> {
+            if !n.is_multiple_of(TN) || !k.is_multiple_of(QK) || data.len() != n * k / QK * 34 {
+                return Err(Error::Format("Q8_0 matrix shape not packable".into()));
+            }
+            let kb = k / QK;
+            let mut tiles = Vec::with_capacity(n / TN * kb);
+            let mut ds = Vec::with_capacity(n / TN * kb);
+            for t in 0..n / TN {
+                for b in 0..kb {
+                    let mut tile = Tile8 { qs: [0; 512] };
+                    let mut d = [0u16; TN];
+                    for (r, dr) in d.iter_mut().enumerate() {
+                        let o = ((t * TN + r) * kb + b) * 34;
+                        let blk = &data[o..o + 34];
+                        *dr = u16::from_le_bytes([blk[0], blk[1]]);
+                        for g in 0..8 {
+                            for j in 0..4 {
+                                tile.qs[g * 64 + r * 4 + j] =
+                                    (blk[2 + g * 4 + j] as i8 as i16 + 128) as u8;
+                            }
+                        }
+                    }
+                    tiles.push(tile);
+                    ds.push(d);
+                }
+            }
+            Ok(Self {
+                n,
+                k,
+                kind: Kind::Q80(tiles, ds),
+            })
+        }
+
+        /// `x` `[m, k]` (f32) times the matrix transposed: `[m, n]`.
+        pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            let (m, k) = x.dims2()?;
+            if k != self.k {
+                return Err(Error::Format("packed matmul width mismatch".into()));
+            }
+            let xs = x.flatten_all()?.to_vec1::<f32>()?;
+            let kb = k / QK;
+            let mut acts = vec![
+                Act {
+                    q: [0; QK],
+                    d: 0.0,
+                    s: 0.0,
+                    sum: 0,
+                };
+                m * kb
+            ];
+            for (row, out) in xs.chunks_exact(k).zip(acts.chunks_exact_mut(kb)) {
+                quantize_row(row, out);
+            }
+            let n = self.n;
+            let mut dst = vec![0f32; m * n];
+            const MT: usize = 4;
+            let m_units = m.div_ceil(MT);
+            let units = (n / TN) * m_units;
+            let dst_ptr = dst.as_mut_ptr() as usize;
+            let acts = &acts;
+            let kind = &self.kind;
+            candle_core::utils::barrier_pool().execute_chunked(units, |range| {
+                for u in range {
+                    let nt = u / m_units;
+                    let m0 = (u % m_units) * MT;
+                    let mt = (m - m0).min(MT);
+                    let dst = (dst_ptr as *mut f32).wrapping_add(m0 * n + nt * TN);
+                    let tiles = nt * kb..(nt + 1) * kb;
+                    // SAFETY: `available()` checked the CPU features; each unit writes its own
+                    // 16 columns of its own rows.
+                    unsafe {
+                        match kind {
+                            Kind::Q41(t) => unit(&t[tiles], acts, kb, m0, mt, dst, n),
+                            Kind::Q80(t, d) => {
+                                unit8(&t[tiles.clone()], &d[tiles], acts, kb, m0, mt, dst, n)
+                            }
+                        }
+                    }
+                }
+            });
+            Ok(Tensor::from_vec(dst, (m, n), &Device::Cpu)?)
+        }
+    }
+
+    fn quantize_row(row: &[f32], out: &mut [Act]) {
+        for (x, a) in row.chunks_exact(QK).zip(out.iter_mut()) {
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, v) in a.q.iter_mut().zip(x) {
+                let r = (v * id).round() as i32;
+                *q = r as i8;
+                sum += r;
+            }
+            a.d = d;
+            a.s = d * sum as f32;
+            a.sum = sum;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn bcast4(q: &[i8; QK], off: usize) -> std::arch::x86_64::__m512i {
+        std::arch::x86_64::_mm512_set1_epi32(std::ptr::read_unaligned(
+            q.as_ptr().add(off) as *const i32
+        ))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn unit(
+        tiles: &[Tile],
+        acts: &[Act],
+        kb: usize,
+        m0: usize,
+        mt: usize,
+        dst: *mut f32,
+        n: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let mask = _mm512_set1_epi8(0x0F);
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        for (b, tile) in tiles.iter().enumerate() {
+            let p = b & 1;
+            let qs = tile.qs.as_ptr() as *const __m512i;
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for g in 0..4 {
+                let w = _mm512_load_si512(qs.add(g));
+                lo[g] = _mm512_and_si512(w, mask);
+                hi[g] = _mm512_and_si512(_mm512_srli_epi16(w, 4), mask);
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(tile.d.as_ptr() as *const __m256i));
+            let mw = _mm512_cvtph_ps(_mm256_loadu_si256(tile.m.as_ptr() as *const __m256i));
+            for (i, accm) in acc.iter_mut().enumerate().take(mt) {
+                let a = &acts[(m0 + i) * kb + b];
+                let mut s0 = _mm512_setzero_si512();
+                let mut s1 = _mm512_setzero_si512();
+                for g in 0..4 {
+                    s0 = _mm512_dpbusd_epi32(s0, lo[g], bcast4(&a.q, g * 4));
+                    s1 = _mm512_dpbusd_epi32(s1, hi[g], bcast4(&a.q, 16 + g * 4));
+                }
+                let isum = _mm512_add_epi32(s0, s1);
+                let f = _mm512_cvtepi32_ps(isum);
+                accm[p] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(a.d)), accm[p]);
+                accm[p] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.s), accm[p]);
+            }
+        }
+        for (i, accm) in acc.iter().enumerate().take(mt) {
+            _mm512_storeu_ps(dst.add(i * n), _mm512_add_ps(accm[0], accm[1]));
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn unit8(
+        tiles: &[Tile8],
+        ds: &[[u16; TN]],
+        acts: &[Act],
+        kb: usize,
+        m0: usize,
+        mt: usize,
+        dst: *mut f32,
+        n: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        for (b, (tile, d)) in tiles.iter().zip(ds).enumerate() {
+            let p = b & 1;
+            let qs = tile.qs.as_ptr() as *const __m512i;
+            let mut w = [_mm512_setzero_si512(); 8];
+            for (g, wg) in w.iter_mut().enumerate() {
+                *wg = _mm512_load_si512(qs.add(g));
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(d.as_ptr() as *const __m256i));
+            for (i, accm) in acc.iter_mut().enumerate().take(mt) {
+                let a = &acts[(m0 + i) * kb + b];
+                let mut s0 = _mm512_set1_epi32(-128 * a.sum);
+                let mut s1 = _mm512_setzero_si512();
+                for g in 0..4 {
+                    s0 = _mm512_dpbusd_epi32(s0, w[2 * g], bcast4(&a.q, 8 * g));
+                    s1 = _mm512_dpbusd_epi32(s1, w[2 * g + 1], bcast4(&a.q, 8 * g + 4));
+                }
+                let f = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+                accm[p] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(a.d)), accm[p]);
+            }
+        }
+        for (i, accm) in acc.iter().enumerate().take(mt) {
+            _mm512_storeu_ps(dst.add(i * n), _mm512_add_ps(accm[0], accm[1]));
+        }
     }
 }
