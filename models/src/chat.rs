@@ -89,9 +89,12 @@ fn push_turn(out: &mut String, role: Role, content: &str) {
 /// Block type the cloud GGUF's Q4_x matrices are requantized to at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Requant {
-    /// Keep the file's blocks (Q4_1: scalar in candle, slowest).
+    /// Keep the file's blocks (Q4_1: our AVX512-VNNI kernel where the CPU has it, else
+    /// candle's scalar one, the slowest).
     Keep,
     /// 8-bit blocks: SIMD kernels, twice the weight bytes of Q4_1, no visible quality loss.
+    /// Where [`crate::llama::native_q41`] holds, Q4_1 matrices stay Q4_1 (our kernel reads
+    /// half the bytes) and only other block types are requantized.
     #[default]
     Q8_0,
     /// 4-bit k-quant blocks (widths padded to 256): VNNI kernels at Q4 size, but a second

@@ -122,8 +122,10 @@ enum Proj {
     Q41(std::sync::Arc<q41::PackedQ41>),
 }
 
-/// Whether Q4_1 matrices stay Q4_1 and use our own kernel (instead of requantizing).
-fn native_q41() -> bool {
+/// Whether Q4_1 matrices stay Q4_1 and use our own AVX512-VNNI kernels (instead of being
+/// requantized to Q8_0): on x86-64 CPUs with avx512f/bw/vnni, unless
+/// `NETGPT_NO_Q41_KERNEL=1`.
+pub fn native_q41() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         q41::available()
@@ -1112,6 +1114,57 @@ mod q41 {
         }
         for (i, accm) in acc.iter().enumerate().take(mt) {
             _mm512_storeu_ps(dst.add(i * n), _mm512_add_ps(accm[0], accm[1]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our packed kernels must compute what the dequantized weights compute, for one row
+    /// (decode) and for several rows (prefill, batched decode), within the error of
+    /// quantizing activations to 8 bits.
+    #[test]
+    fn native_kernels_match_the_dequantized_matmul() {
+        let dev = Device::Cpu;
+        let (n, k) = (48, 96);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let reference = q.dequantize(&dev).unwrap();
+            let proj = Proj::from_qtensor(q, None).unwrap().pad_for_vnni().unwrap();
+            #[cfg(target_arch = "x86_64")]
+            if q41::available() {
+                assert!(
+                    matches!(proj, Proj::Q41(_)),
+                    "{dtype:?} did not take the kernel"
+                );
+            }
+            for rows in [1, 3, 7] {
+                let x = Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap();
+                let got = proj.forward(&x).unwrap();
+                let want = x.matmul(&reference.t().unwrap()).unwrap();
+                let err = (got - &want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let scale = want
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    err < 0.03 * scale,
+                    "{dtype:?}, {rows} rows: error {err} vs scale {scale}"
+                );
+            }
         }
     }
 }

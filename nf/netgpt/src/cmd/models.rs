@@ -302,15 +302,20 @@ fn bench_blocking(a: BenchArgs) -> anyhow::Result<()> {
     let gguf = fetch::ensure_cloud_model()?;
     let t = std::time::Instant::now();
     let llm = CloudLlm::from_gguf(&gguf)?;
+    let weights = if netgpt_models::llama::native_q41() {
+        "Q4_1 kept, own AVX512-VNNI kernels"
+    } else {
+        "Q4_1 -> Q8_0"
+    };
     println!(
-        "cloud model {} loaded (Q4_1 -> Q8_0) in {:.1} s",
+        "cloud model {} loaded ({weights}) in {:.1} s",
         gguf.display(),
         t.elapsed().as_secs_f64()
     );
     let prompt = bench_prompt(&llm, a.prompt_tokens)?;
     let mut model = llm.model.clone();
     let ours = bench::bench_causal_lm(&mut model, &prompt, a.decode_tokens, a.runs)?;
-    print_speed("cloud SmolLM2-135M Q8_0", &ours);
+    print_speed("cloud SmolLM2-135M", &ours);
 
     let prompts: Vec<Vec<u32>> = (0..a.batch)
         .map(|i| {
