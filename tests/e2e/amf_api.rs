@@ -30,7 +30,7 @@ async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
 #[tokio::test]
 async fn provide_location_info_over_h2c_validates_against_ts29518() {
     let amf = start_amf_standalone().await;
-    let c = h2c();
+    let c = netgpt_e2e::h2_client();
     let url = format!("{}/namf-loc/v1/{UE1}/provide-loc-info", amf.api_root);
     let req =
         json!({"req5gsLoc": true, "reqCurrentLoc": true, "reqRatType": true, "reqTimeZone": true});
@@ -82,7 +82,7 @@ async fn provide_location_info_over_h2c_validates_against_ts29518() {
 #[tokio::test]
 async fn ue_contexts_register_read_list_move_and_deregister() {
     let amf = start_amf_standalone().await;
-    let c = h2c();
+    let c = netgpt_e2e::h2_client();
     let root = &amf.api_root;
     let supi = "imsi-001010000000077";
     let url = format!("{root}/namf-comm/v1/ue-contexts/{supi}");
@@ -172,10 +172,10 @@ async fn ue_contexts_register_read_list_move_and_deregister() {
 #[tokio::test]
 async fn bad_input_gets_problem_details_and_changes_nothing() {
     let amf = start_amf_standalone().await;
-    let c = h2c();
+    let c = netgpt_e2e::h2_client();
     let root = amf.api_root.clone();
     let list = || async {
-        let v: Value = h2c()
+        let v: Value = netgpt_e2e::h2_client()
             .get(format!("{root}/namf-comm/v1/ue-contexts"))
             .send()
             .await
@@ -351,7 +351,7 @@ async fn bad_input_gets_problem_details_and_changes_nothing() {
 #[tokio::test]
 async fn metrics_and_openapi_are_served() {
     let amf = start_amf_standalone().await;
-    let c = h2c();
+    let c = netgpt_e2e::h2_client();
     let root = &amf.api_root;
     c.post(format!("{root}/namf-loc/v1/{UE1}/provide-loc-info"))
         .json(&json!({"req5gsLoc": true}))

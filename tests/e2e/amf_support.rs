@@ -1,7 +1,6 @@
 //! Support shared by the AMF end-to-end tests (`amf_api.rs`, `flow.rs`), included with
-//! `#[path]`: starting the AMF in-process on an ephemeral port, an h2c client, a
-//! notification subscriber, and a boolean wrapper over the 3GPP schema validation of
-//! `common.rs` (skipped, with the reason printed, when `../shared/3gpp/` is absent).
+//! `#[path]`: starting the AMF in-process on an ephemeral port, a notification
+//! subscriber, and a boolean wrapper over the 3GPP schema validation of `common.rs` (skipped, with the reason printed, when `../shared/3gpp/` is absent).
 
 #![allow(dead_code)]
 
@@ -28,18 +27,9 @@ pub fn assert_3gpp_valid(file: &str, schema: &str, instance: &Value) -> bool {
     }
 }
 
-/// An HTTP/2 prior-knowledge (h2c) client, as SBI peers use.
-pub fn h2c() -> reqwest::Client {
-    reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap()
-}
-
 /// The default testbed with `nrf.uri` and `nrf.heartbeat_timer` replaced.
 pub fn config(nrf_uri: &str, heartbeat_timer: u32) -> TestbedConfig {
-    let mut cfg = TestbedConfig::load_default().unwrap();
-    cfg.nrf.uri = nrf_uri.to_owned();
+    let mut cfg = netgpt_e2e::config_with_nrf(nrf_uri);
     cfg.nrf.heartbeat_timer = heartbeat_timer;
     cfg
 }

@@ -22,7 +22,7 @@ const SUPI: &str = "imsi-001010000000099";
 
 /// NFDiscover for AMFs, straight over h2c (no cache), as a raw JSON document.
 async fn discover_amfs(nrf_uri: &str) -> Value {
-    let resp = h2c()
+    let resp = netgpt_e2e::h2_client()
         .get(format!(
             "{nrf_uri}/nnrf-disc/v1/nf-instances?target-nf-type=AMF&requester-nf-type=SMF"
         ))
@@ -146,7 +146,7 @@ async fn register_discover_expire_locate_and_notify_handover_over_h2c() {
     nrf_client.deregister(ghost).await.unwrap();
 
     // UE register.
-    let c = h2c();
+    let c = netgpt_e2e::h2_client();
     let ue_url = format!("{amf_root}/namf-comm/v1/ue-contexts/{SUPI}");
     let resp = c
         .put(&ue_url)
