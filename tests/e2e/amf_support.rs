@@ -1,6 +1,7 @@
 //! Support shared by the AMF end-to-end tests (`amf_api.rs`, `flow.rs`), included with
 //! `#[path]`: starting the AMF in-process on an ephemeral port, a notification
-//! subscriber, and a boolean wrapper over the 3GPP schema validation of `common.rs` (skipped, with the reason printed, when `../shared/3gpp/` is absent).
+//! subscriber, and a boolean wrapper over the 3GPP schema validation of `common.rs`
+//! (skipped, with the reason printed, when `../shared/3gpp/` is absent).
 
 #![allow(dead_code)]
 
