@@ -444,7 +444,8 @@ pub struct Llama {
     cache: KvCache,
 }
 
-fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+/// RoPE cos/sin tables, `[max_position_embeddings, head_dim / 2]`.
+pub(crate) fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let hd = cfg.head_dim();
     let inv: Vec<f32> = (0..hd)
         .step_by(2)

@@ -247,22 +247,13 @@ impl TrainableLlama {
             let t = t.to_dtype(DType::F32)?;
             w.insert(name, if freeze { t.detach() } else { t });
         }
-        let hd = cfg.head_dim();
-        let inv: Vec<f32> = (0..hd)
-            .step_by(2)
-            .map(|i| 1f32 / cfg.rope_theta.powf(i as f32 / hd as f32))
-            .collect();
-        let inv = Tensor::new(inv.as_slice(), dev)?.reshape((1, hd / 2))?;
-        let t = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
-            .to_dtype(DType::F32)?
-            .reshape((cfg.max_position_embeddings, 1))?;
-        let freqs = t.matmul(&inv)?;
-        let freqs = Tensor::cat(&[&freqs, &freqs], 1)?; // HF: emb = cat(freqs, freqs)
+        let (cos, sin) = crate::llama::rope_tables(cfg, dev)?;
         Ok(Self {
             cfg: cfg.clone(),
             w,
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            // HF: emb = cat(freqs, freqs)
+            cos: Tensor::cat(&[&cos, &cos], 1)?,
+            sin: Tensor::cat(&[&sin, &sin], 1)?,
         })
     }
 
