@@ -316,15 +316,20 @@ fn eval_edge(a: EvalEdgeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn complete(a: CompleteArgs) -> anyhow::Result<()> {
+/// A one-line error naming the known sites when `site` has no location profile.
+fn check_site(site: &str) -> anyhow::Result<()> {
     let profiles = profiles::builtin();
-    if !profiles.contains_key(&a.site) {
+    if !profiles.contains_key(site) {
         bail!(
-            "unknown site {} (known: {})",
-            a.site,
+            "unknown site {site} (known: {})",
             profiles::site_ids(&profiles).join(", ")
         );
     }
+    Ok(())
+}
+
+fn complete(a: CompleteArgs) -> anyhow::Result<()> {
+    check_site(&a.site)?;
     let m = load_model(&a.model, a.adapter.as_deref())?;
     let text = m.complete(&a.site, &a.prompt, a.adapter.as_ref().map(|_| "adapter"))?;
     println!("{text}");
@@ -335,14 +340,7 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
     use netgpt_models::chat::{ChatMessage, CloudLlm, Role};
     use netgpt_models::generation::GenerationConfig;
     use std::io::Write;
-    let profiles = profiles::builtin();
-    if !profiles.contains_key(&a.site) {
-        bail!(
-            "unknown site {} (known: {})",
-            a.site,
-            profiles::site_ids(&profiles).join(", ")
-        );
-    }
+    check_site(&a.site)?;
     let edge_model = load_model(&a.model, a.adapter.as_deref())?;
     let t = Instant::now();
     let comprehensive =
