@@ -163,6 +163,53 @@ pub struct UeConfig {
     pub cell: String,
 }
 
+/// A typed compute device of a node, as the CmP's inventory holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device identifier, unique within its node (`cpu0`, `gpu0`).
+    pub id: String,
+    /// `cpu`, `gpu` or `vpu`.
+    pub kind: String,
+    /// Capacity in integer units (cores, GPU slices, VPU engines).
+    pub units: u32,
+    /// Memory available to steps, in MiB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Relative speed (1.0 = the reference device a step's cost estimate is given for).
+    #[serde(default = "default_speed")]
+    pub speed: f64,
+}
+
+fn default_speed() -> f64 {
+    1.0
+}
+
+/// A compute node (an edge site or the cloud) of the CmP's inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node identifier, equal to the locality of the NFs that run on it (a site id, `cloud`).
+    pub id: String,
+    /// Its devices.
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// A symmetric network link between two nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// One end (a node id).
+    pub a: String,
+    /// The other end (a node id).
+    pub b: String,
+    /// Bandwidth in bits per second.
+    pub bandwidth_bps: f64,
+    /// One-way latency in milliseconds.
+    pub latency_ms: f64,
+}
+
 /// The whole testbed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +233,12 @@ pub struct TestbedConfig {
     /// UEs registered at start.
     #[serde(default)]
     pub ue: Vec<UeConfig>,
+    /// Compute nodes with typed devices (the CmP's inventory at start).
+    #[serde(default)]
+    pub node: Vec<NodeConfig>,
+    /// Links between compute nodes.
+    #[serde(default)]
+    pub link: Vec<LinkConfig>,
     /// Extra CA certificate (PEM) every NF trusts when calling `https://` peers.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
@@ -350,6 +403,76 @@ impl TestbedConfig {
                 ));
             }
         }
+        self.validate_nodes()
+    }
+
+    /// Compute nodes, devices and links: ids unique, kinds known, numbers positive, ends known.
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
+        let mut nodes = HashSet::new();
+        for (i, n) in self.node.iter().enumerate() {
+            if n.id.is_empty() || !nodes.insert(n.id.as_str()) {
+                return Err(ConfigError::key(
+                    format!("node[{i}].id"),
+                    format!("'{}' is empty or duplicated", n.id),
+                ));
+            }
+            let mut devices = HashSet::new();
+            for (j, d) in n.devices.iter().enumerate() {
+                let key = format!("node[{i}].devices[{j}]");
+                if d.id.is_empty() || !devices.insert(d.id.as_str()) {
+                    return Err(ConfigError::key(
+                        format!("{key}.id"),
+                        format!("'{}' is empty or duplicated", d.id),
+                    ));
+                }
+                if !matches!(d.kind.as_str(), "cpu" | "gpu" | "vpu") {
+                    return Err(ConfigError::key(
+                        format!("{key}.kind"),
+                        format!("'{}' is not one of cpu, gpu, vpu", d.kind),
+                    ));
+                }
+                if d.units == 0 {
+                    return Err(ConfigError::key(
+                        format!("{key}.units"),
+                        "must be at least 1",
+                    ));
+                }
+                if !(d.speed.is_finite() && d.speed > 0.0) {
+                    return Err(ConfigError::key(
+                        format!("{key}.speed"),
+                        "must be a positive number",
+                    ));
+                }
+            }
+        }
+        for (i, l) in self.link.iter().enumerate() {
+            for (end, id) in [("a", &l.a), ("b", &l.b)] {
+                if !nodes.contains(id.as_str()) {
+                    return Err(ConfigError::key(
+                        format!("link[{i}].{end}"),
+                        format!("unknown node '{id}'"),
+                    ));
+                }
+            }
+            if l.a == l.b {
+                return Err(ConfigError::key(
+                    format!("link[{i}].b"),
+                    "a link joins two different nodes",
+                ));
+            }
+            if !(l.bandwidth_bps.is_finite() && l.bandwidth_bps > 0.0) {
+                return Err(ConfigError::key(
+                    format!("link[{i}].bandwidth_bps"),
+                    "must be a positive number",
+                ));
+            }
+            if !(l.latency_ms.is_finite() && l.latency_ms >= 0.0) {
+                return Err(ConfigError::key(
+                    format!("link[{i}].latency_ms"),
+                    "must be a non-negative number",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -475,6 +598,15 @@ mod tests {
         assert_eq!(cfg.nrf.uri, "http://127.0.0.1:8000");
         assert_eq!(cfg.ue[0].supi, "imsi-001010000000001");
         assert!(cfg.site.len() >= 4);
+        // One compute node per edge site plus the cloud, each edge linked to the cloud.
+        for site in &cfg.site {
+            assert!(cfg.node.iter().any(|n| n.id == site.id), "{}", site.id);
+            assert!(cfg.link.iter().any(|l| l.a == site.id && l.b == "cloud"));
+        }
+        assert!(cfg
+            .node
+            .iter()
+            .any(|n| n.id == "cloud" && n.devices.iter().any(|d| d.kind == "gpu")));
         assert_eq!(
             cfg.plmn,
             Plmn {
@@ -521,6 +653,12 @@ mod tests {
         assert!(err(&[("NETGPT__UE__0__CELL", "fffffffff")]).contains("ue[0].cell"));
         assert!(err(&[("NETGPT__CELL__99__SITE", "x")]).contains("out of range"));
         assert!(err(&[("NETGPT__NF__AMF__TLS_CERT", "/x.pem")]).contains("nf.amf.tls_key"));
+        assert!(err(&[("NETGPT__NODE__0__DEVICES__0__KIND", "tpu")])
+            .contains("node[0].devices[0].kind"));
+        assert!(err(&[("NETGPT__NODE__0__DEVICES__0__UNITS", "0")])
+            .contains("node[0].devices[0].units"));
+        assert!(err(&[("NETGPT__LINK__0__B", "edge-mars")]).contains("link[0].b"));
+        assert!(err(&[("NETGPT__LINK__0__LATENCY_MS", "-1")]).contains("link[0].latency_ms"));
         let unknown = TestbedConfig::from_toml_str("bogus = 1\n", env(&[]))
             .unwrap_err()
             .to_string();
