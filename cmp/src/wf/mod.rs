@@ -16,3 +16,6 @@ pub use spec::{
     StepSpec, WorkflowSpec,
 };
 pub use store::{MemoryStore, RunStore, SqlStore, StoreError};
+
+#[cfg(test)]
+mod tests;

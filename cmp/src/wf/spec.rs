@@ -238,8 +238,15 @@ pub fn parse_workflow(text: &str) -> Result<WorkflowSpec, SpecErrors> {
             .map_err(|e| located(e.path().to_string(), e.inner().to_string()))
     } else {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| located(e.path().to_string(), e.inner().to_string()))
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            // serde_yaml_ng prefixes its message with the path, given apart here.
+            let msg = e.inner().to_string();
+            let msg = match msg.split_once(": ") {
+                Some((head, rest)) if !head.contains(' ') => rest.to_owned(),
+                _ => msg,
+            };
+            located(e.path().to_string(), msg)
+        })
     }
 }
 
@@ -851,7 +858,8 @@ pub fn validate(spec: &WorkflowSpec, ops: &dyn OperationCatalog) -> Result<(), S
 fn find_cycle(spec: &WorkflowSpec) -> Option<Vec<usize>> {
     let n = spec.steps.len();
     let mut succ = vec![Vec::new(); n];
-    for (from, to) in step_edges(spec) {
+    // A step referring to itself is reported as such, not as a cycle.
+    for (from, to) in step_edges(spec).into_iter().filter(|(f, t)| f != t) {
         succ[from].push(to);
     }
     // Iterative DFS with colours; the grey stack is the current path.
