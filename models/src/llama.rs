@@ -11,12 +11,14 @@
 //! cache and position — that is what batched decoding is built on.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::attention::{Dims, LayerKv};
 use crate::generation::CausalLm;
 use crate::gguf::Gguf;
 use crate::{Error, Result};
@@ -341,73 +343,11 @@ struct Layer {
     ffn_norm: Tensor,
 }
 
-/// Keys and values of one layer, `[kv_heads, capacity, head_dim]`, filled up to the cache's
-/// length. Written in place, so a step costs the new token only, not a copy of the history.
-#[derive(Debug)]
-struct LayerKv {
-    k: Tensor,
-    v: Tensor,
-}
-
-impl LayerKv {
-    /// Writes `k`, `v` (`[kv_heads, n, head_dim]`) at `pos`, growing the buffers if needed,
-    /// and returns views of positions `0..pos + n`.
-    fn append(
-        slot: &mut Option<LayerKv>,
-        k: &Tensor,
-        v: &Tensor,
-        pos: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        let (kvh, n, hd) = k.dims3()?;
-        let need = pos + n;
-        let cap = slot.as_ref().map(|c| c.k.dim(1)).transpose()?.unwrap_or(0);
-        if need > cap {
-            let new_cap = need.next_power_of_two().max(64);
-            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-                let t = Tensor::zeros((kvh, new_cap, hd), k.dtype(), k.device())?;
-                if let (Some(old), true) = (old, pos > 0) {
-                    t.slice_set(&old.narrow(1, 0, pos)?.contiguous()?, 1, 0)?;
-                }
-                Ok(t)
-            };
-            let kt = grow(slot.as_ref().map(|c| &c.k))?;
-            let vt = grow(slot.as_ref().map(|c| &c.v))?;
-            *slot = Some(LayerKv { k: kt, v: vt });
-        }
-        let c = slot.as_ref().expect("allocated above");
-        c.k.slice_set(k, 1, pos)?;
-        c.v.slice_set(v, 1, pos)?;
-        Ok((c.k.narrow(1, 0, need)?, c.v.narrow(1, 0, need)?))
-    }
-}
-
-/// The per-sequence key/value cache of every layer.
-#[derive(Debug, Default)]
+/// The per-sequence key/value cache of every layer (plain buffers, see [`crate::attention`]).
+#[derive(Debug, Default, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<LayerKv>>,
+    layers: Vec<LayerKv>,
     len: usize,
-}
-
-impl Clone for KvCache {
-    /// A deep copy: the buffers are written in place, so clones must not share them.
-    fn clone(&self) -> Self {
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                l.as_ref().and_then(|l| {
-                    Some(LayerKv {
-                        k: l.k.copy().ok()?,
-                        v: l.v.copy().ok()?,
-                    })
-                })
-            })
-            .collect();
-        Self {
-            layers,
-            len: self.len,
-        }
-    }
 }
 
 impl KvCache {
@@ -428,6 +368,36 @@ impl KvCache {
     }
 }
 
+/// The projections of a layer, as a [`ProjHook`] sees them. Fused ones keep their parts in
+/// Hugging Face order: `Qkv` is `q|k|v` (q and k rows in the model's own RoPE layout, see
+/// [`Llama::rope_interleaved`]), `GateUp` is `gate|up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerProj {
+    /// `q_proj`, `k_proj`, `v_proj` stacked.
+    Qkv,
+    /// `o_proj`.
+    O,
+    /// `gate_proj`, `up_proj` stacked.
+    GateUp,
+    /// `down_proj`.
+    Down,
+}
+
+/// An additive update to a layer projection's output, per batch (e.g. LoRA adapters, each
+/// sequence of the batch with its own). The model stays unaware of what the update is.
+pub trait ProjHook: Sync {
+    /// The update for `layer`'s `proj` given its input `x` (`[T, in]`, the rows of every
+    /// sequence of the batch; sequence `s` holds rows `rows[s].0 .. rows[s].0 + rows[s].1`),
+    /// shaped like the projection's output `[T, out]`; `None` for no update.
+    fn delta(
+        &self,
+        layer: usize,
+        proj: LayerProj,
+        x: &Tensor,
+        rows: &[(usize, usize)],
+    ) -> Result<Option<Tensor>>;
+}
+
 /// A LLaMA-family model's weights plus one default KV cache (for [`CausalLm`]).
 #[derive(Debug, Clone)]
 pub struct Llama {
@@ -436,8 +406,9 @@ pub struct Llama {
     layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Proj,
-    cos: Tensor,
-    sin: Tensor,
+    /// RoPE tables `[max_position_embeddings * head_dim / 2]`, on the host for attention.
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
     /// GGUF stores q/k permuted for interleaved RoPE; Hugging Face uses the halves layout.
     rope_interleaved: bool,
     device: Device,
@@ -457,6 +428,17 @@ pub(crate) fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor,
         .reshape((cfg.max_position_embeddings, 1))?;
     let freqs = t.matmul(&inv)?;
     Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// RoPE cos and sin tables, flattened on the host.
+type HostRope = (Arc<Vec<f32>>, Arc<Vec<f32>>);
+
+fn host_rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<HostRope> {
+    let (cos, sin) = rope_tables(cfg, device)?;
+    Ok((
+        Arc::new(cos.flatten_all()?.to_vec1()?),
+        Arc::new(sin.flatten_all()?.to_vec1()?),
+    ))
 }
 
 impl Llama {
@@ -527,7 +509,7 @@ impl Llama {
                 ffn_norm: t("ffn_norm")?.dequantize(device)?,
             });
         }
-        let (cos, sin) = rope_tables(&cfg, device)?;
+        let (cos, sin) = host_rope_tables(&cfg, device)?;
         Ok(Self {
             cfg,
             embed,
@@ -589,7 +571,7 @@ impl Llama {
                     .to_dtype(DType::F32)?,
             });
         }
-        let (cos, sin) = rope_tables(&cfg, &device)?;
+        let (cos, sin) = host_rope_tables(&cfg, &device)?;
         Ok(Self {
             cfg,
             embed,
@@ -644,36 +626,36 @@ impl Llama {
     /// An empty KV cache for a new sequence.
     pub fn new_cache(&self) -> KvCache {
         KvCache {
-            layers: (0..self.layers.len()).map(|_| None).collect(),
+            layers: vec![LayerKv::default(); self.layers.len()],
             len: 0,
         }
     }
 
-    fn rope(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
-        let (_, _, t, _) = x.dims4()?;
-        let cos = self.cos.narrow(0, pos, t)?;
-        let sin = self.sin.narrow(0, pos, t)?;
-        Ok(if self.rope_interleaved {
-            candle_nn::rotary_emb::rope_i(x, &cos, &sin)?
-        } else {
-            candle_nn::rotary_emb::rope(x, &cos, &sin)?
-        })
+    /// Whether q/k rows are in GGUF's interleaved-RoPE order (pairs `2i, 2i+1`) rather than
+    /// Hugging Face's halves order (pairs `i, i + head_dim/2`): what a [`ProjHook`] updating
+    /// q or k must follow.
+    pub fn rope_interleaved(&self) -> bool {
+        self.rope_interleaved
     }
 
     /// Feeds several sequences at once, each appending `seqs[i]` to `caches[i]`, and returns
     /// the logits of each sequence's last new token, `[seqs.len(), vocab]` (f32).
     ///
     /// All tokens go through the weight matrices together (one matmul per projection);
-    /// attention is per sequence, against its own cache, at its own position.
+    /// attention is per sequence, against its own cache, at its own position. On error no
+    /// cache changes.
     pub fn forward_seqs(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        // On CPU, run the whole pass inside candle's rayon pool: its many small parallel ops
-        // (norms, RoPE, softmax, elementwise) then run on a pool thread directly, instead of
-        // each handing a job to the pool and sleeping on a futex until it is done.
-        self.device
-            .with_context(|| self.forward_seqs_inner(seqs, caches))
+        self.forward_seqs_with(seqs, caches, None)
     }
 
-    fn forward_seqs_inner(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+    /// [`Llama::forward_seqs`] with an update added to the layer projections (per-sequence
+    /// LoRA adapters, for instance).
+    pub fn forward_seqs_with(
+        &self,
+        seqs: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        hook: Option<&dyn ProjHook>,
+    ) -> Result<Tensor> {
         if seqs.len() != caches.len() || seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
             return Err(Error::Invalid(
                 "forward_seqs needs one non-empty token slice per cache".into(),
@@ -690,85 +672,93 @@ impl Llama {
         }
         for c in caches.iter_mut() {
             if c.layers.len() != self.layers.len() {
-                c.layers = (0..self.layers.len()).map(|_| None).collect();
-                c.len = 0;
+                **c = self.new_cache();
             }
         }
-        let (h, kvh, hd) = (
-            self.cfg.num_attention_heads,
-            self.cfg.kv_heads(),
-            self.cfg.head_dim(),
-        );
+        // On CPU, run the whole pass inside candle's rayon pool: its many small parallel ops
+        // (norms, elementwise) then run on a pool thread directly, instead of each handing a
+        // job to the pool and sleeping on a futex until it is done.
+        let out = self
+            .device
+            .with_context(|| self.forward_seqs_inner(seqs, caches, hook));
+        let kv = self.cfg.kv_heads() * self.cfg.head_dim();
+        for (s, c) in seqs.iter().zip(caches.iter_mut()) {
+            if out.is_ok() {
+                c.len += s.len();
+            } else {
+                let len = c.len;
+                c.layers.iter_mut().for_each(|l| l.truncate(len, kv));
+            }
+        }
+        out
+    }
+
+    fn forward_seqs_inner(
+        &self,
+        seqs: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        hook: Option<&dyn ProjHook>,
+    ) -> Result<Tensor> {
+        let dims = Dims {
+            heads: self.cfg.num_attention_heads,
+            kv_heads: self.cfg.kv_heads(),
+            head_dim: self.cfg.head_dim(),
+            interleaved: self.rope_interleaved,
+        };
         let d = self.cfg.hidden_size;
         let eps = self.cfg.rms_norm_eps as f32;
         let all: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let rows: Vec<(usize, usize)> = lens
+            .iter()
+            .scan(0, |off, &n| {
+                *off += n;
+                Some((*off - n, n))
+            })
+            .collect();
         let ids = Tensor::new(all.as_slice(), &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?; // [T, d]
-        let scale = 1.0 / (hd as f64).sqrt();
-
-        let kv = kvh * hd;
-        let rep = h / kvh;
+        let t_all = all.len();
         let f = self.cfg.intermediate_size;
+        let project = |li: usize, which: LayerProj, p: &Proj, x: &Tensor| -> Result<Tensor> {
+            let y = p.forward(x)?;
+            match hook
+                .map(|h| h.delta(li, which, x, &rows))
+                .transpose()?
+                .flatten()
+            {
+                Some(dy) => Ok((y + dy)?),
+                None => Ok(y),
+            }
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let qkv = layer.qkv.forward(&hn)?; // [T, d + 2 kv]
-            let mut ys = Vec::with_capacity(seqs.len());
-            let mut off = 0;
-            for (s, cache) in seqs.iter().zip(caches.iter_mut()) {
-                let n = s.len();
-                let pos = cache.len;
-                let part = qkv.narrow(0, off, n)?;
-                let heads = |start: usize, width: usize, nh: usize| -> Result<Tensor> {
-                    Ok(part
-                        .narrow(1, start, width)?
-                        .reshape((1, n, nh, hd))?
-                        .transpose(1, 2)?
-                        .contiguous()?)
-                };
-                let qs = self.rope(&heads(0, d, h)?, pos)?;
-                let ks = self.rope(&heads(d, kv, kvh)?, pos)?.squeeze(0)?;
-                let vs = heads(d + kv, kv, kvh)?.squeeze(0)?;
-                let (kg, vg) = LayerKv::append(&mut cache.layers[li], &ks, &vs, pos)?;
-                let l = pos + n;
-                // Grouped-query attention without copying k/v per query head: the `rep`
-                // query heads sharing a kv head are stacked along the query axis.
-                let qg = qs.reshape((kvh, rep * n, hd))?;
-                let mut att = (qg.matmul(&kg.t()?)? * scale)?; // [kvh, rep * n, l]
-                if n > 1 {
-                    let mask = causal_mask(n, pos, &self.device)?;
-                    att = att
-                        .reshape((kvh, rep, n, l))?
-                        .broadcast_add(&mask)?
-                        .reshape((kvh, rep * n, l))?;
-                }
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let y = att.matmul(&vg)?; // [kvh, rep * n, hd] = [h, n, hd]
-                ys.push(y.reshape((h, n, hd))?.transpose(0, 1)?.reshape((n, d))?);
-                off += n;
-            }
-            let y = if ys.len() == 1 {
-                ys.pop().expect("one")
-            } else {
-                Tensor::cat(&ys, 0)?
-            };
-            x = (x + layer.wo.forward(&y)?)?;
+            let qkv = project(li, LayerProj::Qkv, &layer.qkv, &hn)?; // [T, d + 2 kv]
+            let mut qkv_host = qkv
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let mut layer_caches: Vec<&mut LayerKv> =
+                caches.iter_mut().map(|c| &mut c.layers[li]).collect();
+            let y = crate::attention::attend(
+                &mut qkv_host,
+                &lens,
+                &mut layer_caches,
+                dims,
+                &self.cos,
+                &self.sin,
+            );
+            let y = Tensor::from_vec(y, (t_all, d), &self.device)?;
+            x = (x + project(li, LayerProj::O, &layer.wo, &y)?)?;
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gu = layer.gate_up.forward(&hn)?; // [T, 2 f]
+            let gu = project(li, LayerProj::GateUp, &layer.gate_up, &hn)?; // [T, 2 f]
             let g = candle_nn::ops::silu(&gu.narrow(1, 0, f)?)?;
             let u = gu.narrow(1, f, f)?;
-            x = (&x + layer.down.forward(&(g * u)?)?)?;
+            x = (&x + project(li, LayerProj::Down, &layer.down, &(g * u)?)?)?;
         }
-        for (s, cache) in seqs.iter().zip(caches.iter_mut()) {
-            cache.len += s.len();
-        }
-        let mut last = Vec::with_capacity(seqs.len());
-        let mut off = 0;
-        for s in seqs {
-            off += s.len();
-            last.push((off - 1) as u32);
-        }
-        let x = if last.len() == 1 && last[0] as usize == all.len() - 1 {
-            x.i((all.len() - 1)..)?
+        let last: Vec<u32> = rows.iter().map(|&(o, n)| (o + n - 1) as u32).collect();
+        let x = if last.len() == 1 && last[0] as usize == t_all - 1 {
+            x.i((t_all - 1)..)?
         } else {
             x.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?
         };
@@ -780,14 +770,6 @@ impl Llama {
     pub fn forward_with_cache(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         Ok(self.forward_seqs(&[tokens], &mut [cache])?.squeeze(0)?)
     }
-}
-
-fn causal_mask(n: usize, pos: usize, device: &Device) -> Result<Tensor> {
-    let kv = pos + n;
-    let m: Vec<f32> = (0..n)
-        .flat_map(|i| (0..kv).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(m, (n, kv), device)?)
 }
 
 impl CausalLm for Llama {
@@ -978,7 +960,8 @@ mod q41 {
                 m * kb
             ];
             for (row, out) in xs.chunks_exact(k).zip(acts.chunks_exact_mut(kb)) {
-                quantize_row(row, out);
+                // SAFETY: `available()` checked the CPU features before this matrix was packed.
+                unsafe { quantize_row(row, out) };
             }
             let n = self.n;
             let mut dst = vec![0f32; m * n];
@@ -1011,14 +994,20 @@ mod q41 {
         }
     }
 
-    fn quantize_row(row: &[f32], out: &mut [Act]) {
+    /// Quantizes activations to i8 blocks. Compiled for AVX-512 (the kernels need it anyway)
+    /// so the loops vectorise.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn quantize_row(row: &[f32], out: &mut [Act]) {
         for (x, a) in row.chunks_exact(QK).zip(out.iter_mut()) {
             let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
             for (q, v) in a.q.iter_mut().zip(x) {
-                let r = (v * id).round() as i32;
+                // Round half to even by the 1.5 * 2^23 trick (|v * id| <= 127): `f32::round`
+                // is a libm call per element and does not vectorise.
+                const MAGIC: f32 = 12_582_912.0;
+                let r = ((v * id + MAGIC) - MAGIC) as i32;
                 *q = r as i8;
                 sum += r;
             }
