@@ -2,7 +2,8 @@
 //!
 //! [`generate`] runs one sequence through any [`CausalLm`]; [`generate_batch`] decodes several
 //! sequences together through a [`BatchedLm`] (one weight pass per step for all of them).
-//! Both stream UTF-8-safe text pieces through a callback, stop on token ids or on stop
+//! [`Sequence`] is the per-sequence half of that loop, for servers that batch continuously.
+//! All stream UTF-8-safe text pieces through a callback, stop on token ids or on stop
 //! strings (never emitting any part of a stop string), and report [`Usage`].
 
 use std::time::{Duration, Instant};
@@ -355,6 +356,155 @@ pub fn generate_until(
     })
 }
 
+/// One sequence being decoded, for callers that run their own batching loop (continuous
+/// batching: sequences join and leave a running batch between steps).
+///
+/// The caller feeds [`Sequence::next_input`] (a chunk of the prompt, then one token at a
+/// time) through a batched forward together with other sequences, and hands the logits
+/// back to [`Sequence::accept`], which samples, streams text and decides when to stop.
+pub struct Sequence<C> {
+    cache: C,
+    cfg: GenerationConfig,
+    sampler: LogitsProcessor,
+    stream: TextStream,
+    context: Vec<u32>,
+    pending: Vec<u32>,
+    usage: Usage,
+    start: Instant,
+    finish: Option<FinishReason>,
+}
+
+/// What one [`Sequence::accept`] produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeqStep {
+    /// New text that became final (may be empty).
+    pub text: String,
+    /// Set when the sequence ended with this step.
+    pub finished: Option<FinishReason>,
+}
+
+impl<C> Sequence<C> {
+    /// A sequence for `prompt` with its own sampler, timed from `start` (e.g. the request's
+    /// arrival, so time to first token includes queueing). `context_len` is the model's.
+    pub fn new(
+        prompt: Vec<u32>,
+        cfg: GenerationConfig,
+        cache: C,
+        context_len: usize,
+        start: Instant,
+    ) -> Result<Self> {
+        if prompt.is_empty() || prompt.len() >= context_len {
+            return Err(crate::Error::Invalid(format!(
+                "prompt of {} tokens is empty or does not fit the context of {context_len}",
+                prompt.len()
+            )));
+        }
+        Ok(Self {
+            cache,
+            sampler: cfg.sampler(),
+            usage: Usage {
+                prompt_tokens: prompt.len(),
+                ..Usage::default()
+            },
+            cfg,
+            stream: TextStream::new(),
+            context: prompt.clone(),
+            pending: prompt,
+            start,
+            finish: None,
+        })
+    }
+
+    /// The tokens to feed next: up to `budget` of the prompt still to prefill, or the last
+    /// sampled token.
+    pub fn next_input(&self, budget: usize) -> &[u32] {
+        &self.pending[..self.pending.len().min(budget.max(1))]
+    }
+
+    /// Whether the prompt is still being fed.
+    pub fn is_prefilling(&self) -> bool {
+        self.usage.completion_tokens == 0 && !self.pending.is_empty()
+    }
+
+    /// The sequence's KV cache.
+    pub fn cache_mut(&mut self) -> &mut C {
+        &mut self.cache
+    }
+
+    /// Counts and timings so far.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// Takes the logits `[vocab]` of the last of the `fed` tokens just fed from
+    /// [`Sequence::next_input`]. Mid-prompt chunks only advance; at the end of the prompt and
+    /// at every decode step a token is sampled.
+    pub fn accept(
+        &mut self,
+        fed: usize,
+        logits: Tensor,
+        detok: &dyn Detokenizer,
+        context_len: usize,
+    ) -> Result<SeqStep> {
+        if self.finish.is_some() || fed == 0 || fed > self.pending.len() {
+            return Err(crate::Error::Invalid(
+                "accept() without a matching next_input()".into(),
+            ));
+        }
+        self.pending.drain(..fed);
+        if !self.pending.is_empty() {
+            return Ok(SeqStep::default());
+        }
+        let tok = self
+            .sampler
+            .sample(&apply_penalty(logits, &self.cfg, &self.context)?)?;
+        if self.usage.completion_tokens == 0 {
+            self.usage.time_to_first_token = self.start.elapsed();
+        }
+        self.usage.completion_tokens += 1;
+        self.context.push(tok);
+        let mut step = SeqStep::default();
+        if self.cfg.stop_token_ids.contains(&tok) {
+            self.stream.tokens.push(tok);
+            step.finished = Some(FinishReason::Stop);
+        } else {
+            step.text = self.stream.push(tok, detok, &self.cfg.stop_sequences)?;
+            if self.stream.stopped {
+                step.finished = Some(FinishReason::Stop);
+            }
+        }
+        if step.finished.is_none()
+            && (self.usage.completion_tokens >= self.cfg.max_new_tokens
+                || self.context.len() >= context_len)
+        {
+            step.finished = Some(FinishReason::Length);
+        }
+        match step.finished {
+            Some(f) => {
+                step.text.push_str(&self.stream.flush());
+                self.usage.total = self.start.elapsed();
+                self.finish = Some(f);
+            }
+            None => self.pending.push(tok),
+        }
+        Ok(step)
+    }
+
+    /// Ends the sequence (as [`FinishReason::Cancelled`] unless it had already finished) and
+    /// returns what it generated.
+    pub fn finish(mut self) -> Generation {
+        if self.finish.is_none() {
+            self.usage.total = self.start.elapsed();
+        }
+        Generation {
+            text: self.stream.text,
+            tokens: self.stream.tokens,
+            finish_reason: self.finish.unwrap_or(FinishReason::Cancelled),
+            usage: self.usage,
+        }
+    }
+}
+
 /// Generates continuations of several prompts together: one batched prefill, then one
 /// batched forward per step over the sequences still running. Each sequence has its own
 /// sampler seeded with `cfg.seed`, so the output of sequence `i` is what [`generate`] gives
@@ -366,105 +516,41 @@ pub fn generate_batch<M: BatchedLm>(
     cfg: &GenerationConfig,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<Vec<Generation>> {
-    if prompts.is_empty() {
-        return Ok(Vec::new());
-    }
-    if let Some(p) = prompts
-        .iter()
-        .find(|p| p.is_empty() || p.len() >= model.context_len())
-    {
-        return Err(crate::Error::Invalid(format!(
-            "prompt of {} tokens is empty or does not fit the context of {}",
-            p.len(),
-            model.context_len()
-        )));
-    }
     let start = Instant::now();
-    let n = prompts.len();
-    let mut caches: Vec<M::Cache> = (0..n).map(|_| model.new_cache()).collect();
-    let mut samplers: Vec<LogitsProcessor> = (0..n).map(|_| cfg.sampler()).collect();
-    let mut streams: Vec<TextStream> = (0..n).map(|_| TextStream::new()).collect();
-    let mut contexts: Vec<Vec<u32>> = prompts.to_vec();
-    let mut usages: Vec<Usage> = prompts
+    let ctx = model.context_len();
+    let mut seqs = prompts
         .iter()
-        .map(|p| Usage {
-            prompt_tokens: p.len(),
-            ..Usage::default()
-        })
-        .collect();
-    let mut finish = vec![FinishReason::Length; n];
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut pending: Vec<Vec<u32>> = prompts.to_vec();
-
+        .map(|p| Sequence::new(p.clone(), cfg.clone(), model.new_cache(), ctx, start))
+        .collect::<Result<Vec<_>>>()?;
+    let mut active: Vec<usize> = (0..seqs.len()).collect();
     while !active.is_empty() {
-        let seqs: Vec<&[u32]> = active.iter().map(|&i| pending[i].as_slice()).collect();
+        let inputs: Vec<Vec<u32>> = active
+            .iter()
+            .map(|&i| seqs[i].next_input(usize::MAX).to_vec())
+            .collect();
         let logits = {
-            let mut refs: Vec<&mut M::Cache> = Vec::with_capacity(active.len());
-            // Borrow the active caches mutably, in order, without overlapping borrows.
-            let mut rest: &mut [M::Cache] = &mut caches;
-            let mut base = 0;
-            for &i in &active {
-                let (_, tail) = rest.split_at_mut(i - base);
-                let (one, tail) = tail.split_at_mut(1);
-                refs.push(&mut one[0]);
-                rest = tail;
-                base = i + 1;
-            }
-            model.forward_batch(&seqs, &mut refs)?
+            let views: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
+            let mut caches: Vec<&mut M::Cache> = seqs
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| active.contains(i))
+                .map(|(_, s)| s.cache_mut())
+                .collect();
+            model.forward_batch(&views, &mut caches)?
         };
         let mut still = Vec::with_capacity(active.len());
         for (row, &i) in active.iter().enumerate() {
-            let l = apply_penalty(logits.get(row)?, cfg, &contexts[i])?;
-            let tok = samplers[i].sample(&l)?;
-            let u = &mut usages[i];
-            if u.completion_tokens == 0 {
-                u.time_to_first_token = start.elapsed();
+            let step = seqs[i].accept(inputs[row].len(), logits.get(row)?, detok, ctx)?;
+            if !step.text.is_empty() {
+                on_text(i, &step.text);
             }
-            u.completion_tokens += 1;
-            contexts[i].push(tok);
-            let mut done = false;
-            if cfg.stop_token_ids.contains(&tok) {
-                streams[i].tokens.push(tok);
-                finish[i] = FinishReason::Stop;
-                done = true;
-            } else {
-                let piece = streams[i].push(tok, detok, &cfg.stop_sequences)?;
-                if !piece.is_empty() {
-                    on_text(i, &piece);
-                }
-                if streams[i].stopped {
-                    finish[i] = FinishReason::Stop;
-                    done = true;
-                }
-            }
-            if u.completion_tokens >= cfg.max_new_tokens || contexts[i].len() >= model.context_len()
-            {
-                done = true;
-            }
-            if done {
-                let rest = streams[i].flush();
-                if !rest.is_empty() {
-                    on_text(i, &rest);
-                }
-                usages[i].total = start.elapsed();
-            } else {
-                pending[i] = vec![tok];
+            if step.finished.is_none() {
                 still.push(i);
             }
         }
         active = still;
     }
-    Ok(streams
-        .into_iter()
-        .zip(usages)
-        .zip(finish)
-        .map(|((s, usage), finish_reason)| Generation {
-            text: s.text,
-            tokens: s.tokens,
-            finish_reason,
-            usage,
-        })
-        .collect())
+    Ok(seqs.into_iter().map(Sequence::finish).collect())
 }
 
 #[cfg(test)]
