@@ -16,12 +16,12 @@ use std::process::{Command, Stdio};
 
 use netgpt_cmp::sched::random_dag::random_shape;
 use netgpt_cmp::sched::{
-    Dag, Device, DeviceKind, Edge, Link, Node, Platform, RankComm, Task, heft, heft_with,
-    validate_schedule,
+    heft, heft_with, validate_schedule, Dag, Device, DeviceKind, Edge, Link, Node, Platform,
+    RankComm, Task,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// One instance in saga's model and its mapping to ours.
 struct Case {

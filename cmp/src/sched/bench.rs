@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::random_dag::{self, RandomDagParams};
-use super::{Algorithm, Options, SchedError, heft, schedule, validate_schedule};
+use super::{heft, schedule, validate_schedule, Algorithm, Options, SchedError};
 
 /// What to sweep.
 #[derive(Debug, Clone)]
@@ -29,14 +29,14 @@ pub struct BenchConfig {
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
-            instances: 2,
+            instances: 5,
             seed: 1,
             sizes: vec![20, 40, 60, 80, 100],
             ccrs: vec![0.1, 0.5, 1.0, 5.0, 10.0],
             alphas: vec![0.5, 1.0, 2.0],
             betas: vec![0.1, 0.25, 0.5, 0.75, 1.0],
             devices: vec![4, 8],
-            timing_plans: 300,
+            timing_plans: 500,
         }
     }
 }

@@ -297,7 +297,11 @@ impl<'a> Instance<'a> {
                         k += 1;
                     }
                 }
-                if k == 0 { 0.0 } else { s / k as f64 }
+                if k == 0 {
+                    0.0
+                } else {
+                    s / k as f64
+                }
             })
             .collect()
     }

@@ -1,7 +1,7 @@
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::SeedableRng;
 
-use super::random_dag::{self, RandomDagParams, uniform_platform};
+use super::random_dag::{self, uniform_platform, RandomDagParams};
 use super::*;
 
 /// The 10-task, 3-processor example of Topcuoglu et al. (2002), Fig. 2: costs per
