@@ -1,6 +1,7 @@
 //! One module per area of the CLI; each exposes a `Cmd` subcommand enum and `run`.
 
 pub mod bench_sbi;
+pub mod bench_sched;
 pub mod edge;
 pub mod models;
 pub mod nf;
@@ -16,11 +17,14 @@ pub enum BenchCmd {
     Sbi(bench_sbi::BenchSbiArgs),
     /// Prefill/decode tokens/s and peak memory of the edge and cloud models.
     Models(models::BenchArgs),
+    /// CmP scheduler: Best vs plain HEFT on random DAGs (SLR, speedup, plan time).
+    Sched(bench_sched::BenchSchedArgs),
 }
 
 pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Sbi(a) => bench_sbi::run(a).await,
         BenchCmd::Models(a) => models::bench(a).await,
+        BenchCmd::Sched(a) => bench_sched::run(a).await,
     }
 }
