@@ -214,7 +214,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchReport, SchedError> {
             }
         }
     }
-    winners.sort_by(|a, b| b.1.cmp(&a.1));
+    winners.sort_by_key(|w| std::cmp::Reverse(w.1));
     let tables = dims
         .iter()
         .zip(groups)

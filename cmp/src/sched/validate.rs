@@ -44,7 +44,9 @@ pub fn validate_schedule(dag: &Dag, platform: &Platform, s: &Schedule) -> Result
                 t.name, t.units, t.memory_mb, dev.id, dev.units, dev.memory_mb
             ));
         }
-        if !(pl.start >= -eps) || (pl.finish - pl.start - cost).abs() > eps {
+        // Written so that a NaN start or finish fails too.
+        let ok = pl.start >= -eps && (pl.finish - pl.start - cost).abs() <= eps;
+        if !ok {
             return Err(format!(
                 "task {} runs [{}, {}] but costs {cost} on {}",
                 t.name, pl.start, pl.finish, dev.id
