@@ -13,7 +13,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use crate::llama::LlamaConfig;
+use crate::llama::{LayerProj, Llama, LlamaConfig, ProjHook};
 use crate::lora::{LoraConfig, LoraWeights, SeededNormal};
 use crate::{Error, Result};
 
@@ -185,6 +185,133 @@ fn proj_dims(cfg: &LlamaConfig, p: &str) -> (usize, usize) {
         "mlp.gate_proj" | "mlp.up_proj" => (d, f),
         "mlp.down_proj" => (f, d),
         _ => (d, d),
+    }
+}
+
+/// An adapter prepared for serving on one [`Llama`]: shapes checked against the model, and
+/// q/k updates permuted into the model's RoPE row order (GGUF files interleave them). Many
+/// of these share one base model; [`BatchLora`] applies each sequence's own in a batch.
+pub struct ServingLora {
+    weights: BTreeMap<(usize, String), LoraWeights>,
+}
+
+impl ServingLora {
+    /// Prepares `adapter` (Hugging Face layout, as trained and saved here or by PEFT) for
+    /// `model`; an adapter for another architecture or size is refused.
+    pub fn new(adapter: &LlamaLoraAdapter, model: &Llama) -> Result<Self> {
+        let cfg = model.config();
+        let mut weights = BTreeMap::new();
+        for ((l, p), w) in &adapter.weights {
+            if *l >= cfg.num_hidden_layers || !LLAMA_PROJS.contains(&p.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "adapter module layers.{l}.{p} does not exist in the base model"
+                )));
+            }
+            let (i, o) = proj_dims(cfg, p);
+            let (r, a_in) = w.a.dims2()?;
+            let (b_out, b_r) = w.b.dims2()?;
+            if a_in != i || b_out != o || b_r != r {
+                return Err(Error::Invalid(format!(
+                    "adapter layers.{l}.{p}: A {r}x{a_in}, B {b_out}x{b_r} do not fit a {o}x{i} projection"
+                )));
+            }
+            let mut w = w.clone();
+            let heads = match p.as_str() {
+                "self_attn.q_proj" => Some(cfg.num_attention_heads),
+                "self_attn.k_proj" => Some(cfg.kv_heads()),
+                _ => None,
+            };
+            if let (Some(h), true) = (heads, model.rope_interleaved()) {
+                // HF rows (head, 2, hd/2) -> GGUF rows (head, hd/2, 2), as llama.cpp permutes.
+                let hd = o / h;
+                w.b =
+                    w.b.reshape((h, 2, hd / 2, r))?
+                        .transpose(1, 2)?
+                        .contiguous()?
+                        .reshape((o, r))?;
+            }
+            weights.insert((*l, p.clone()), w);
+        }
+        Ok(Self { weights })
+    }
+}
+
+/// The adapters of one batch, sequence by sequence (`None`: the base model), as a
+/// [`ProjHook`] for [`Llama::forward_seqs_with`].
+pub struct BatchLora<'a> {
+    /// One entry per sequence of the batch.
+    pub per_seq: Vec<Option<&'a ServingLora>>,
+    /// Widths of the model's projections, by [`LayerProj`] part.
+    dims: (usize, usize, usize),
+}
+
+impl<'a> BatchLora<'a> {
+    /// The hook for a batch whose sequence `s` uses `per_seq[s]`.
+    pub fn new(model: &Llama, per_seq: Vec<Option<&'a ServingLora>>) -> Self {
+        let c = model.config();
+        Self {
+            per_seq,
+            dims: (
+                c.hidden_size,
+                c.kv_heads() * c.head_dim(),
+                c.intermediate_size,
+            ),
+        }
+    }
+
+    /// Whether any sequence has an adapter (otherwise pass no hook at all).
+    pub fn any(&self) -> bool {
+        self.per_seq.iter().any(|a| a.is_some())
+    }
+}
+
+impl ProjHook for BatchLora<'_> {
+    fn delta(
+        &self,
+        layer: usize,
+        proj: LayerProj,
+        x: &Tensor,
+        rows: &[(usize, usize)],
+    ) -> Result<Option<Tensor>> {
+        let (d, kv, f) = self.dims;
+        let parts: &[(&str, usize)] = match proj {
+            LayerProj::Qkv => &[
+                ("self_attn.q_proj", d),
+                ("self_attn.k_proj", kv),
+                ("self_attn.v_proj", kv),
+            ],
+            LayerProj::O => &[("self_attn.o_proj", d)],
+            LayerProj::GateUp => &[("mlp.gate_proj", f), ("mlp.up_proj", f)],
+            LayerProj::Down => &[("mlp.down_proj", d)],
+        };
+        let out: usize = parts.iter().map(|p| p.1).sum();
+        let mut blocks = Vec::with_capacity(rows.len());
+        let mut any = false;
+        for (&(off, n), adapter) in rows.iter().zip(&self.per_seq) {
+            let ws: Vec<Option<&LoraWeights>> = parts
+                .iter()
+                .map(|(p, _)| adapter.and_then(|a| a.weights.get(&(layer, p.to_string()))))
+                .collect();
+            if ws.iter().all(|w| w.is_none()) {
+                blocks.push(Tensor::zeros((n, out), DType::F32, x.device())?);
+                continue;
+            }
+            any = true;
+            let xs = x.narrow(0, off, n)?;
+            let cols = ws
+                .iter()
+                .zip(parts)
+                .map(|(w, (_, width))| match w {
+                    Some(w) => w.delta(&xs),
+                    None => Ok(Tensor::zeros((n, *width), DType::F32, x.device())?),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            blocks.push(Tensor::cat(&cols, 1)?);
+        }
+        if !any {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::cat(&blocks, 0)?))
     }
 }
 
