@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use api_support::{invalid_params, Bed};
 use netgpt_cmp::inventory::{DeviceLoadReport, Inventory, LoadReport};
+use netgpt_cmp::ops::Catalog;
+use netgpt_cmp::workflows::{parse_and_validate, WorkflowRegistry, WorkflowSource};
 use netgpt_sbi::config::TestbedConfig;
 use reqwest::Method;
 use reqwest::StatusCode;
@@ -167,39 +169,64 @@ async fn inventory_lists_configured_nodes_registers_nodes_and_takes_load_reports
 }
 
 #[tokio::test]
-async fn registered_nodes_survive_a_restart_and_live_load_does_not() {
+async fn registered_nodes_and_workflows_survive_a_restart_and_live_load_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("cmp.db").display());
     let cfg = TestbedConfig::load_default().unwrap();
-    let reg = serde_json::from_value(json!({
-        "devices": [ { "deviceId": "gpu0", "kind": "gpu", "units": 2, "memoryMb": 24000 } ]
-    }))
-    .unwrap();
+    let catalog = Catalog::netgpt();
+    // SQLite always; PostgreSQL too where tests/run.sh provides one.
+    for url in netgpt_sbi::db::test_database_urls(dir.path())
+        .await
+        .unwrap()
     {
-        let db = netgpt_sbi::db::connect(&url).await.unwrap();
-        let inv = Inventory::open(db.clone(), &cfg).await.unwrap();
-        inv.register("edge-hangzhou", reg).await.unwrap();
-        inv.report_load(
-            "edge-hangzhou",
-            LoadReport {
-                devices: vec![DeviceLoadReport {
-                    device_id: "gpu0".into(),
-                    busy_units: 2,
-                    queue_length: 1,
-                }],
-            },
+        let reg = serde_json::from_value(json!({
+            "devices": [ { "deviceId": "gpu0", "kind": "gpu", "units": 2, "memoryMb": 24000 } ]
+        }))
+        .unwrap();
+        let user_wf = parse_and_validate(
+            "name: netgpt\nsteps:\n  - id: n\n    operation: noop\n",
+            &catalog,
         )
         .unwrap();
+        {
+            let db = netgpt_sbi::db::connect(&url).await.unwrap();
+            let inv = Inventory::open(db.clone(), &cfg).await.unwrap();
+            inv.register("edge-hangzhou", reg).await.unwrap();
+            inv.report_load(
+                "edge-hangzhou",
+                LoadReport {
+                    devices: vec![DeviceLoadReport {
+                        device_id: "gpu0".into(),
+                        busy_units: 2,
+                        queue_length: 1,
+                    }],
+                },
+            )
+            .unwrap();
+            let wfs = WorkflowRegistry::open(db.clone(), &catalog).await.unwrap();
+            assert_eq!(wfs.get("netgpt").unwrap().source, WorkflowSource::Shipped);
+            // A user's own "netgpt" replaces the shipped one.
+            let (_, created) = wfs.register(user_wf).await.unwrap();
+            assert!(!created);
+            db.close().await;
+        }
+        let db = netgpt_sbi::db::connect(&url).await.unwrap();
+        let inv = Arc::new(Inventory::open(db.clone(), &cfg).await.unwrap());
+        // The registration (newer than the file) wins over the configured edge-hangzhou.
+        let node = inv.node("edge-hangzhou").unwrap();
+        assert_eq!(node.devices.len(), 1, "{url}");
+        assert_eq!(node.devices[0].device_id, "gpu0");
+        assert!(node.devices[0].load.is_none(), "live load is not persisted");
+        // Configured nodes are still there.
+        assert!(inv.node("cloud").is_some());
+        // The user's workflow survives the restart; the shipped one does not overwrite it.
+        let wfs = WorkflowRegistry::open(db.clone(), &catalog).await.unwrap();
+        let wf = wfs.get("netgpt").unwrap();
+        assert_eq!(wf.source, WorkflowSource::Registered, "{url}");
+        assert_eq!(wf.spec.steps.len(), 1);
+        assert_eq!(
+            wfs.get("cloud-only").unwrap().source,
+            WorkflowSource::Shipped
+        );
         db.close().await;
     }
-    let db = netgpt_sbi::db::connect(&url).await.unwrap();
-    let inv = Arc::new(Inventory::open(db.clone(), &cfg).await.unwrap());
-    // The registration (newer than the file) wins over the configured edge-hangzhou.
-    let node = inv.node("edge-hangzhou").unwrap();
-    assert_eq!(node.devices.len(), 1);
-    assert_eq!(node.devices[0].device_id, "gpu0");
-    assert!(node.devices[0].load.is_none(), "live load is not persisted");
-    // Configured nodes are still there.
-    assert!(inv.node("cloud").is_some());
-    db.close().await;
 }
