@@ -359,6 +359,29 @@ async fn plans_place_edge_steps_at_the_ues_site_and_generation_in_the_cloud() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(invalid_params(&p), ["algorithm"]);
 
+    // A budget the prediction cannot meet: the plan is still shown, with the verdict.
+    let (s, _, _) = bed
+        .send(
+            Method::POST,
+            "/ncmp-wf/v1/workflows",
+            &json!({ "name": "tight", "budgetMs": 100, "steps": [
+                { "id": "gen", "operation": "cloud.generate",
+                  "inputs": { "prompt": "$input.prompt" }, "costMs": { "gpu": 400 } } ] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, plan) = bed
+        .send(
+            Method::POST,
+            "/ncmp-wf/v1/workflows/tight/plan",
+            &json!({ "input": { "prompt": "x" } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{plan}");
+    assert_eq!(plan["withinBudget"], false);
+    assert_eq!(plan["budgetMs"], 100);
+    assert!(plan["predictedLatencyMs"].as_f64().unwrap() >= 400.0);
+
     // The cloud-only alternative: one step, in the cloud.
     let (s, _, plan) = bed
         .send(
