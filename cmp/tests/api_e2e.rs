@@ -214,7 +214,8 @@ async fn runs_start_in_the_background_and_a_4xx_from_an_nf_fails_the_step_at_onc
     assert_eq!(s, StatusCode::CREATED, "{run}");
     let id = run["id"].as_str().unwrap().to_owned();
     let mut done = Value::Null;
-    for _ in 0..200 {
+    // Up to 20 s: the machine may be busy.
+    for _ in 0..800 {
         let (_, r) = bed.get(&format!("/ncmp-wf/v1/runs/{id}")).await;
         if r["status"] != "running" {
             done = r;
