@@ -89,6 +89,7 @@ fn workflow_not_found(name: &str) -> ProblemDetails {
 
 impl CmpContext {
     /// RegisterWorkflow: parses (YAML or JSON), validates against the catalogue, stores.
+    #[tracing::instrument(name = "workflow_register", skip_all)]
     pub async fn register_workflow(
         &self,
         text: &str,
@@ -105,6 +106,7 @@ impl CmpContext {
     }
 
     /// PlanWorkflow: the dry run.
+    #[tracing::instrument(name = "workflow_plan", skip(self, req))]
     pub async fn plan(&self, name: &str, req: &PlanRequest) -> Result<Plan, ProblemDetails> {
         let doc = self.workflow(name)?;
         if !(req.input.is_object() || req.input.is_null()) {
@@ -132,6 +134,7 @@ impl CmpContext {
 
     /// StartRun: plans, starts the run on the plan's placement, records the plan; with
     /// `wait`, answers the finished record.
+    #[tracing::instrument(name = "run_start", skip(self, req))]
     pub async fn start_run(
         &self,
         name: &str,

@@ -39,6 +39,9 @@ impl SbiExecutor {
         }
     }
 
+    #[tracing::instrument(name = "step_execute", skip_all, fields(
+        run = %call.run_id, step = %call.step_id, operation = %call.operation,
+        node = call.node.as_deref().unwrap_or("-"), attempt = call.attempt))]
     async fn call(&self, call: StepCall) -> Result<Value, StepError> {
         let op = self
             .catalog
