@@ -2,6 +2,7 @@
 
 pub mod bench_sbi;
 pub mod bench_sched;
+pub mod bench_wf;
 pub mod edge;
 pub mod models;
 pub mod nf;
@@ -19,6 +20,8 @@ pub enum BenchCmd {
     Models(models::BenchArgs),
     /// CmP scheduler: Best vs plain HEFT on random DAGs (SLR, speedup, plan time).
     Sched(bench_sched::BenchSchedArgs),
+    /// CmP workflow engine: overhead per no-op step (chain, fan-out, concurrent), memory vs durable.
+    Wf(bench_wf::BenchWfArgs),
 }
 
 pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
@@ -26,5 +29,6 @@ pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Sbi(a) => bench_sbi::run(a).await,
         BenchCmd::Models(a) => models::bench(a).await,
         BenchCmd::Sched(a) => bench_sched::run(a).await,
+        BenchCmd::Wf(a) => bench_wf::run(a).await,
     }
 }
