@@ -3,6 +3,7 @@
 //! and step recorded in a [`store`] so that a restarted CmP resumes unfinished runs without
 //! repeating a completed step.
 
+pub mod bench;
 pub mod engine;
 pub mod spec;
 pub mod store;
