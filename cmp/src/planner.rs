@@ -267,7 +267,10 @@ pub fn plan(
                 }
                 s.cost_ms.get(&d.kind).map(|ms| ms / 1000.0 / d.speed)
             })
-            .collect();
+            .collect::<Vec<Option<f64>>>();
+        if cost.iter().all(Option::is_none) {
+            return Err(infeasible(spec, s, op, world, &platform));
+        }
         tasks.push(sched::Task {
             name: s.id.clone(),
             cost,
@@ -343,6 +346,56 @@ pub fn plan(
         budget_ms: spec.budget_ms,
         within_budget,
     })
+}
+
+/// Why step `s` fits no device at all, in the user's terms (which NF is missing where,
+/// or which device kinds its cost estimates name).
+fn infeasible(
+    spec: &WorkflowSpec,
+    s: &crate::wf::StepSpec,
+    op: &crate::ops::Operation,
+    world: &World,
+    platform: &sched::Platform,
+) -> ProblemDetails {
+    let hosts: Vec<&str> = platform
+        .nodes
+        .iter()
+        .map(|n| n.id.as_str())
+        .filter(|n| {
+            world
+                .nf_localities
+                .get(&op.nf_type)
+                .is_some_and(|l| l.contains(*n))
+        })
+        .collect();
+    let reason = match (op.locality, &world.site) {
+        (Locality::Node | Locality::UeSite, _) if hosts.is_empty() => format!(
+            "no {} instance offering {} is registered at a node of the inventory",
+            op.nf_type, op.service
+        ),
+        (Locality::UeSite, Some(site)) if !hosts.contains(&site.as_str()) => format!(
+            "the UE's site '{site}' has no {} instance offering {} (instances at: {})",
+            op.nf_type,
+            op.service,
+            hosts.join(", ")
+        ),
+        _ => {
+            let kinds: Vec<String> = s.cost_ms.keys().map(|k| kind_name(*k)).collect();
+            format!(
+                "costMs names device kinds [{}] but no free device of these kinds is where the step may run",
+                kinds.join(", ")
+            )
+        }
+    };
+    ProblemDetails::new(
+        axum::http::StatusCode::CONFLICT,
+        "NO_FEASIBLE_PLACEMENT",
+        format!(
+            "no placement of workflow '{}': step '{}' ({}): {reason}",
+            spec.name, s.id, s.operation
+        ),
+    )
+    .with_invalid_param(format!("steps.{}", s.id), reason)
 }
 
 /// Steps grouped by node, nodes in first-use order.

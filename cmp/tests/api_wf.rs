@@ -326,6 +326,12 @@ async fn plans_place_edge_steps_at_the_ues_site_and_generation_in_the_cloud() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
     assert_eq!(p["cause"], "NO_FEASIBLE_PLACEMENT");
+    assert_eq!(invalid_params(&p), ["steps.desensitize"]);
+    let why = p["invalidParams"][0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("'edge-paris' has no EDGEAI instance") && why.contains("edge-hangzhou"),
+        "{why}"
+    );
     // Unknown UE, unknown site, unknown workflow, bad body.
     let (s, _, p) = bed
         .send(
