@@ -144,16 +144,13 @@ pub async fn gather(
         .filter(|o| matches!(o.locality, Locality::Node | Locality::UeSite))
         .map(|o| (o.nf_type.clone(), o.service.clone()))
         .collect();
-    for (nf_type, service) in needed {
-        let q = DiscoveryQuery::new(nf_type.clone(), REQUESTER_NF_TYPE).service(service.clone());
-        let found = nrf.discover(&q).await.map_err(|e| unavailable("NRF", &e))?;
-        let set = world.nf_localities.entry(nf_type).or_default();
-        for p in found.nf_instances {
-            if let (Some(l), true) = (p.locality.clone(), p.service(&service).is_some()) {
-                set.insert(l);
-            }
-        }
-    }
+    let ue_bound: BTreeSet<&str> = spec
+        .steps
+        .iter()
+        .filter_map(|s| catalog.get(&s.operation))
+        .filter(|o| o.locality == Locality::UeSite)
+        .map(|o| o.nf_type.as_str())
+        .collect();
     world.site = match (input.get("site"), input.get("supi")) {
         (Some(Value::String(s)), _) => Some(s.clone()),
         (Some(other), _) => {
@@ -165,6 +162,31 @@ pub async fn gather(
         (None, Some(Value::String(supi))) => Some(serving_site(supi, nrf, client).await?),
         _ => None,
     };
+    for (nf_type, service) in needed {
+        let q = DiscoveryQuery::new(nf_type.clone(), REQUESTER_NF_TYPE).service(service.clone());
+        let localities = |found: netgpt_sbi::models::nnrf::SearchResult| {
+            found
+                .nf_instances
+                .into_iter()
+                .filter(|p| p.service(&service).is_some())
+                .filter_map(|p| p.locality)
+                .collect::<BTreeSet<String>>()
+        };
+        let mut set = localities(nrf.discover(&q).await.map_err(|e| unavailable("NRF", &e))?);
+        // A cached answer may predate an NF that just registered: ask again before
+        // concluding that an instance is missing.
+        let missing = set.is_empty()
+            || (ue_bound.contains(nf_type.as_str())
+                && world.site.as_ref().is_some_and(|s| !set.contains(s)));
+        if missing {
+            set = localities(
+                nrf.discover_fresh(&q)
+                    .await
+                    .map_err(|e| unavailable("NRF", &e))?,
+            );
+        }
+        world.nf_localities.insert(nf_type, set);
+    }
     Ok(world)
 }
 

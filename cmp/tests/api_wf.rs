@@ -224,7 +224,7 @@ fn assert_consistent(plan: &Value, chain: &[&str]) {
 
 #[tokio::test]
 async fn plans_place_edge_steps_at_the_ues_site_and_generation_in_the_cloud() {
-    let bed = Bed::start().await;
+    let mut bed = Bed::start().await;
     let edge_steps = ["desensitize", "dedup", "complete", "policy", "answer"];
 
     // The AMF says UE 1 is served by edge-hangzhou.
@@ -332,6 +332,17 @@ async fn plans_place_edge_steps_at_the_ues_site_and_generation_in_the_cloud() {
         why.contains("'edge-paris' has no EDGEAI instance") && why.contains("edge-hangzhou"),
         "{why}"
     );
+    // An edge AI function starts at edge-paris: the next plan uses it at once.
+    bed.start_edge("edge-paris").await;
+    let (s, _, plan) = bed
+        .send(
+            Method::POST,
+            "/ncmp-wf/v1/workflows/netgpt/plan",
+            &json!({ "input": { "site": "edge-paris", "supi": UE_HANGZHOU, "prompt": "x" } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{plan}");
+    assert_eq!(step(&plan, "complete")["node"], "edge-paris");
     // Unknown UE, unknown site, unknown workflow, bad body.
     let (s, _, p) = bed
         .send(

@@ -61,6 +61,7 @@ pub struct Bed {
     pub cloud: TestNf,
     /// An h2c client.
     pub http: reqwest::Client,
+    cfg: Arc<TestbedConfig>,
     nfs: Vec<RunningNf>,
     _dir: tempfile::TempDir,
 }
@@ -290,9 +291,19 @@ impl Bed {
             edges,
             cloud,
             http: h2_client(),
+            cfg,
             nfs: vec![cmp, amf, nrf],
             _dir: dir,
         }
+    }
+
+    /// Starts one more test edge AI function, at `site` (appended to [`Bed::edges`]).
+    pub async fn start_edge(&mut self, site: &str) {
+        let name = format!("edgeai-{site}");
+        let mut cfg = (*self.cfg).clone();
+        cfg.nf.insert(name.clone(), nf_entry("EDGEAI", site));
+        let nf = start_test_nf(Arc::new(cfg), &name, &self._dir, true).await;
+        self.edges.push(nf);
     }
 
     /// `GET {cmp}{path}` -> (status, JSON body or null).
