@@ -564,6 +564,8 @@ struct Driver {
     steps: Vec<StepRecord>,
     started_at: DateTime<Utc>,
     waiting: Vec<usize>,
+    /// Inputs resolved when a step was released, taken when its task is built.
+    prepared: Vec<Option<Value>>,
 }
 
 impl Driver {
@@ -571,7 +573,7 @@ impl Driver {
         let StoredRun {
             record, placement, ..
         } = stored;
-        let waiting = plan.preds.iter().map(Vec::len).collect();
+        let waiting: Vec<usize> = plan.preds.iter().map(Vec::len).collect();
         Self {
             inner,
             plan,
@@ -580,6 +582,7 @@ impl Driver {
             placement,
             steps: record.steps,
             started_at: record.started_at,
+            prepared: vec![None; waiting.len()],
             waiting,
         }
     }
@@ -668,39 +671,27 @@ impl Driver {
                 },
                 None => in_flight.join_next().await,
             };
-            let Some(joined) = next else { continue };
-            let out = match joined {
-                Ok(out) => out,
-                Err(e) => {
-                    failure = Some(format!("a step task died: {e}"));
-                    break;
-                }
-            };
-            let rec = &mut self.steps[out.step];
-            rec.attempts = out.attempts;
-            rec.finished_at = Some(out.finished_at);
-            match out.result {
-                Ok(v) => {
-                    rec.status = StepStatus::Succeeded;
-                    rec.output_bytes = serde_json::to_string(&v).map_or(0, |s| s.len() as u64);
-                    rec.output = Some(v);
-                    rec.error = None;
-                    batch.push(rec.clone());
-                    for k in 0..self.plan.succs[out.step].len() {
-                        let s = self.plan.succs[out.step][k];
-                        self.waiting[s] -= 1;
-                        if self.waiting[s] == 0 {
-                            ready.push(s);
+            let Some(mut joined) = next else { continue };
+            // Take every outcome already there: their records go out in one write.
+            loop {
+                match joined {
+                    Ok(out) => {
+                        if let Err(e) = self.absorb(out, &mut batch, &mut ready) {
+                            failure = Some(e);
                         }
                     }
+                    Err(e) => failure = Some(format!("a step task died: {e}")),
                 }
-                Err(e) => {
-                    tracing::warn!(run = %self.run_id, step = %rec.step_id, error = %e, "workflow step failed");
-                    rec.status = StepStatus::Failed;
-                    rec.error = Some(e.clone());
-                    batch.push(rec.clone());
-                    failure = Some(format!("step '{}' failed: {e}", rec.step_id));
+                if failure.is_some() {
+                    break;
                 }
+                match in_flight.try_join_next() {
+                    Some(j) => joined = j,
+                    None => break,
+                }
+            }
+            if failure.is_some() {
+                break;
             }
         }
 
@@ -735,6 +726,42 @@ impl Driver {
             .await
     }
 
+    /// Records a step's outcome; its successors whose last dependency it was become ready.
+    /// A failure is returned as the run's cause.
+    fn absorb(
+        &mut self,
+        out: Outcome,
+        batch: &mut Vec<StepRecord>,
+        ready: &mut Vec<usize>,
+    ) -> Result<(), String> {
+        let rec = &mut self.steps[out.step];
+        rec.attempts = out.attempts;
+        rec.finished_at = Some(out.finished_at);
+        match out.result {
+            Ok(v) => {
+                rec.status = StepStatus::Succeeded;
+                rec.output_bytes = json_len(&v);
+                rec.output = Some(v);
+                rec.error = None;
+                batch.push(rec.clone());
+                for &s in &self.plan.succs[out.step] {
+                    self.waiting[s] -= 1;
+                    if self.waiting[s] == 0 {
+                        ready.push(s);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(run = %self.run_id, step = %rec.step_id, error = %e, "workflow step failed");
+                rec.status = StepStatus::Failed;
+                rec.error = Some(e.clone());
+                batch.push(rec.clone());
+                Err(format!("step '{}' failed: {e}", rec.step_id))
+            }
+        }
+    }
+
     /// Moves ready steps to `to_start` (recording them `running`), or skips them when their
     /// condition is false (which may ready more steps). An input that cannot be resolved
     /// fails the step and the run.
@@ -751,11 +778,10 @@ impl Driver {
                 Some(c) => c.eval(&|r| self.resolve(r).cloned().unwrap_or(Value::Null)),
                 None => true,
             };
-            let sid = self.plan.spec.steps[i].id.clone();
-            let place = self.placement.get(&sid).cloned();
+            let place = self.placement.get(self.plan.spec.steps[i].id.as_str());
             let rec = &mut self.steps[i];
-            rec.node = place.as_ref().map(|p| p.node.clone());
-            rec.device = place.map(|p| p.device);
+            rec.node = place.map(|p| p.node.clone());
+            rec.device = place.map(|p| p.device.clone());
             rec.started_at = Some(now);
             if run {
                 rec.status = StepStatus::Running;
@@ -778,7 +804,11 @@ impl Driver {
         // Inputs are resolved when the task is built; check them now so a bad one fails
         // the step before anything is executed.
         for &i in to_start.iter() {
-            if let Err(e) = self.step_input(i) {
+            if self.prepared[i].is_some() {
+                continue;
+            }
+            let input = self.step_input(i);
+            if let Err(e) = input {
                 let rec = &mut self.steps[i];
                 rec.status = StepStatus::Failed;
                 rec.finished_at = Some(Utc::now());
@@ -787,6 +817,8 @@ impl Driver {
                     *b = rec.clone();
                 }
                 failure.get_or_insert_with(|| format!("step '{}' failed: {e}", rec.step_id));
+            } else {
+                self.prepared[i] = input.ok();
             }
         }
         if failure.is_some() {
@@ -855,10 +887,14 @@ impl Driver {
 
     /// The task executing step `i`: attempts with timeout, backoff and retries.
     fn step_task(
-        &self,
+        &mut self,
         i: usize,
         deadline: Option<Instant>,
     ) -> impl std::future::Future<Output = Outcome> + Send + 'static {
+        let input = match self.prepared[i].take() {
+            Some(v) => v,
+            None => self.step_input(i).unwrap_or(Value::Null),
+        };
         let spec = &self.plan.spec.steps[i];
         let rec = self.steps[i].clone();
         let inner = self.inner.clone();
@@ -867,7 +903,6 @@ impl Driver {
         let timeout = spec
             .timeout_ms
             .map_or(inner.default_timeout, Duration::from_millis);
-        let input = self.step_input(i).unwrap_or(Value::Null);
         let operation = spec.operation.clone();
         async move {
             let mut rec = rec;
@@ -937,4 +972,21 @@ impl Driver {
             }
         }
     }
+}
+
+/// Length of a value's JSON text, without building the text.
+fn json_len(v: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
