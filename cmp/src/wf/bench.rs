@@ -125,7 +125,7 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:<9} {:<11} {:>6} {:>5} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}  {}",
+            "{:<9} {:<11} {:>6} {:>5} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}  met",
             "store",
             "scenario",
             "steps",
@@ -138,7 +138,6 @@ impl fmt::Display for BenchReport {
             "step p99",
             "runs/s",
             "target",
-            "met"
         )?;
         for r in &self.rows {
             writeln!(
