@@ -88,6 +88,25 @@ pub async fn node_register(
     })
 }
 
+/// Removes a node (an NF leaving); its links go with it. A configured node comes back at
+/// the CmP's next start.
+#[utoipa::path(delete, path = "/ncmp-res/v1/nodes/{nodeId}", operation_id = "NodeDeregister", tag = "Individual Node (Document)",
+    params(("nodeId" = String, Path, description = "Node id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "RESOURCE_NOT_FOUND", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn node_deregister(
+    State(ctx): Ctx,
+    SbiPath(id): SbiPath<String>,
+) -> Result<StatusCode, ProblemDetails> {
+    if ctx.inventory.remove(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(node_not_found(&id))
+    }
+}
+
 /// Reports the live load of some of a node's devices (busy units, queue length).
 #[utoipa::path(put, path = "/ncmp-res/v1/nodes/{nodeId}/load", operation_id = "LoadReport", tag = "Individual Node (Document)",
     params(("nodeId" = String, Path, description = "Node id")),
@@ -118,7 +137,9 @@ pub fn res_router(ctx: Arc<CmpContext>) -> Router {
         .route("/ncmp-res/v1/nodes", get(node_list))
         .route(
             "/ncmp-res/v1/nodes/{nodeId}",
-            get(node_retrieve).put(node_register),
+            get(node_retrieve)
+                .put(node_register)
+                .delete(node_deregister),
         )
         .route("/ncmp-res/v1/nodes/{nodeId}/load", put(load_report))
         .route("/ncmp-res/v1/links", get(link_list))
@@ -135,7 +156,14 @@ pub fn res_router(ctx: Arc<CmpContext>) -> Router {
 devices (cpu, gpu, vpu) as integer capacity units plus memory, the links between nodes (bandwidth, \
 latency), and the live load (busy units, queue length) the NFs report."
     ),
-    paths(node_list, node_retrieve, node_register, load_report, link_list),
+    paths(
+        node_list,
+        node_retrieve,
+        node_register,
+        node_deregister,
+        load_report,
+        link_list
+    ),
     components(schemas(
         NodeInfo,
         DeviceInfo,

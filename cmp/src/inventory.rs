@@ -402,6 +402,23 @@ impl Inventory {
         Ok((node, old.is_none()))
     }
 
+    /// Removes node `id` (its links go with it); `false` when there was none. A configured
+    /// node comes back at the next start, from the configuration.
+    pub async fn remove(&self, id: &str) -> Result<bool, InventoryError> {
+        if let Some(db) = &self.db {
+            sqlx::query("DELETE FROM cmp_nodes WHERE node_id = $1")
+                .bind(id.to_owned())
+                .execute(db.pool())
+                .await?;
+        }
+        Ok(self
+            .nodes
+            .write()
+            .expect("inventory lock")
+            .remove(id)
+            .is_some())
+    }
+
     /// Records a live load report of node `id`'s devices; answers the node with its load.
     pub fn report_load(&self, id: &str, report: LoadReport) -> Result<NodeInfo, ProblemDetails> {
         let mut nodes = self.nodes.write().expect("inventory lock");

@@ -165,6 +165,29 @@ async fn inventory_lists_configured_nodes_registers_nodes_and_takes_load_reports
         .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
+    // The NF leaves: the node and its link go.
+    let (s, _, _) = bed
+        .send(
+            Method::DELETE,
+            "/ncmp-res/v1/nodes/edge-berlin",
+            &json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = bed.get("/ncmp-res/v1/nodes/edge-berlin").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, links) = bed.get("/ncmp-res/v1/links").await;
+    assert!(!links.to_string().contains("edge-berlin"), "{links}");
+    let (s, _, p) = bed
+        .send(
+            Method::DELETE,
+            "/ncmp-res/v1/nodes/edge-berlin",
+            &json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(p["cause"], "RESOURCE_NOT_FOUND");
+
     bed.stop().await;
 }
 
