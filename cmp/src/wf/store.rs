@@ -440,8 +440,32 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<WriteReq>) {
     }
 }
 
+/// Columns of a step row, in the order [`upsert_steps`] binds them.
+const STEP_COLUMNS: usize = 12;
+
+/// Step rows bound per statement (well under SQLite's 32766 and PostgreSQL's 65535 parameters).
+const STEP_ROWS_PER_STATEMENT: usize = 500;
+
+/// Applies a batch of writes as one transaction. The step rows of the whole batch go out in
+/// a few multi-row upserts (the last write of a step winning), so the cost of a commit hardly
+/// grows with the number of runs sharing it.
 async fn commit<'a>(db: &Db, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(), sqlx::Error> {
     let mut tx = db.pool().begin().await?;
+    let mut rows: Vec<StepRow<'a>> = Vec::new();
+    let mut at: HashMap<(&'a str, &'a str), usize> = HashMap::new();
+    let mut row = |run_id: &'a str, idx: Option<usize>, s: &'a StepRecord| match at
+        .get(&(run_id, s.step_id.as_str()))
+    {
+        Some(&p) => {
+            let idx = rows[p].idx.or(idx);
+            rows[p] = StepRow { run_id, idx, s };
+        }
+        None => {
+            at.insert((run_id, s.step_id.as_str()), rows.len());
+            rows.push(StepRow { run_id, idx, s });
+        }
+    };
+    let mut finished = Vec::new();
     for op in ops {
         match op {
             WriteOp::Create(run) => {
@@ -460,89 +484,94 @@ async fn commit<'a>(db: &Db, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(
                 .execute(&mut *tx)
                 .await?;
                 for (i, s) in r.steps.iter().enumerate() {
-                    insert_step(&mut tx, &r.id, i, s).await?;
+                    row(&r.id, Some(i), s);
                 }
             }
             WriteOp::Steps(run_id, steps) => {
                 for s in steps {
-                    update_step(&mut tx, run_id, s).await?;
+                    row(run_id, None, s);
                 }
             }
             WriteOp::Finish(run_id, steps, f) => {
                 for s in steps {
-                    update_step(&mut tx, run_id, s).await?;
+                    row(run_id, None, s);
                 }
-                sqlx::query(
-                    "UPDATE cmp_wf_runs SET status = $1, output = $2, error = $3, finished_at = $4 WHERE id = $5",
-                )
-                .bind(f.status.as_str())
-                .bind(f.output.as_ref().map(|v| v.to_string()))
-                .bind(f.error.clone())
-                .bind(ts(&f.finished_at))
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
+                finished.push((run_id, f));
             }
         }
+    }
+    for chunk in rows.chunks(STEP_ROWS_PER_STATEMENT) {
+        upsert_steps(&mut tx, chunk).await?;
+    }
+    for (run_id, f) in finished {
+        sqlx::query(
+            "UPDATE cmp_wf_runs SET status = $1, output = $2, error = $3, finished_at = $4 WHERE id = $5",
+        )
+        .bind(f.status.as_str())
+        .bind(f.output.as_ref().map(|v| v.to_string()))
+        .bind(f.error.clone())
+        .bind(ts(&f.finished_at))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
 
+/// One step row to write; `idx` (the step's position in its workflow) is known when the
+/// run is created, and left as it is by later writes.
+struct StepRow<'a> {
+    run_id: &'a str,
+    idx: Option<usize>,
+    s: &'a StepRecord,
+}
+
+async fn upsert_steps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[StepRow<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut sql = String::from(
+        "INSERT INTO cmp_wf_steps (run_id, idx, step_id, node, device, status, attempts, started_at, finished_at, output_bytes, output, error) VALUES ",
+    );
+    for i in 0..rows.len() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for c in 0..STEP_COLUMNS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", i * STEP_COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(
+        " ON CONFLICT (run_id, step_id) DO UPDATE SET node = excluded.node, device = excluded.device,
+          status = excluded.status, attempts = excluded.attempts, started_at = excluded.started_at,
+          finished_at = excluded.finished_at, output_bytes = excluded.output_bytes,
+          output = excluded.output, error = excluded.error",
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        let s = r.s;
+        q = q
+            .bind(r.run_id)
+            // An update never creates a row (the run's rows exist from its creation).
+            .bind(r.idx.map_or(-1, |i| i as i64))
+            .bind(&s.step_id)
+            .bind(s.node.clone())
+            .bind(s.device.clone())
+            .bind(s.status.as_str())
+            .bind(s.attempts as i64)
+            .bind(s.started_at.as_ref().map(ts))
+            .bind(s.finished_at.as_ref().map(ts))
+            .bind(s.output_bytes as i64)
+            .bind(s.output.as_ref().map(|v| v.to_string()))
+            .bind(s.error.clone());
+    }
+    q.execute(&mut **tx).await.map(|_| ())
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-async fn insert_step(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    idx: usize,
-    s: &StepRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO cmp_wf_steps (run_id, idx, step_id, node, device, status, attempts, started_at, finished_at, output_bytes, output, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(run_id)
-    .bind(idx as i64)
-    .bind(&s.step_id)
-    .bind(s.node.clone())
-    .bind(s.device.clone())
-    .bind(s.status.as_str())
-    .bind(s.attempts as i64)
-    .bind(s.started_at.as_ref().map(ts))
-    .bind(s.finished_at.as_ref().map(ts))
-    .bind(s.output_bytes as i64)
-    .bind(s.output.as_ref().map(|v| v.to_string()))
-    .bind(s.error.clone())
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-}
-
-async fn update_step(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    s: &StepRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE cmp_wf_steps SET node = $1, device = $2, status = $3, attempts = $4, started_at = $5,
-            finished_at = $6, output_bytes = $7, output = $8, error = $9
-         WHERE run_id = $10 AND step_id = $11",
-    )
-    .bind(s.node.clone())
-    .bind(s.device.clone())
-    .bind(s.status.as_str())
-    .bind(s.attempts as i64)
-    .bind(s.started_at.as_ref().map(ts))
-    .bind(s.finished_at.as_ref().map(ts))
-    .bind(s.output_bytes as i64)
-    .bind(s.output.as_ref().map(|v| v.to_string()))
-    .bind(s.error.clone())
-    .bind(run_id)
-    .bind(&s.step_id)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
 }
 
 impl RunStore for SqlStore {
