@@ -22,6 +22,8 @@ pub(crate) struct Instance<'a> {
     succ_ptr: Vec<usize>,
     /// (successor, bytes)
     succ: Vec<(usize, f64)>,
+    /// Each task's cheapest cost over the devices it fits.
+    min_cost: Vec<f64>,
     /// A topological order and each task's position in it (the tie-breaker).
     topo: Vec<usize>,
     topo_pos: Vec<usize>,
@@ -42,6 +44,9 @@ struct Policy<'p> {
     prio: &'p [f64],
     /// Added to the EFT when choosing the device (PEFT's OCT), `n * p`.
     bias: Option<&'p [f64]>,
+    /// Choose the device by the children's EFT (Bittencourt et al. 2010) instead of
+    /// the task's own EFT.
+    lookahead: bool,
 }
 
 impl<'a> Instance<'a> {
@@ -175,7 +180,11 @@ impl<'a> Instance<'a> {
         for (k, &i) in topo.iter().enumerate() {
             topo_pos[i] = k;
         }
+        let min_cost = (0..n)
+            .map(|i| w[i * p..(i + 1) * p].iter().copied().fold(INF, f64::min))
+            .collect();
         Ok(Instance {
+            min_cost,
             dag,
             n,
             p,
@@ -306,6 +315,59 @@ impl<'a> Instance<'a> {
             .collect()
     }
 
+    /// When the data of task i's placed predecessors is all on device d (unplaced
+    /// ones are ignored); infinite if one of them cannot reach d.
+    #[inline]
+    fn data_ready(&self, i: usize, d: usize, dev: &[usize], finish: &[f64]) -> f64 {
+        let mut avail: f64 = 0.0;
+        for &(j, bytes) in &self.pred[self.pred_ptr[i]..self.pred_ptr[i + 1]] {
+            if dev[j] != usize::MAX {
+                avail = avail.max(finish[j] + self.comm(dev[j], d, bytes));
+            }
+        }
+        avail
+    }
+
+    /// The look-ahead of Bittencourt, Sakellariou, Madeira (2010): with task i
+    /// tentatively on device d over [s, eft], the latest of its children's earliest
+    /// finish times (each child on its best device, given the tasks placed so far);
+    /// `eft` itself for an exit task. `ready[c * p + e]` holds when child c's other
+    /// placed predecessors' data is on device e (it does not depend on d).
+    #[allow(clippy::too_many_arguments)]
+    fn children_eft(
+        &self,
+        i: usize,
+        d: usize,
+        s: f64,
+        eft: f64,
+        ready: &[f64],
+        tl: &mut [Vec<(f64, f64)>],
+    ) -> f64 {
+        let p = self.p;
+        let children = &self.succ[self.succ_ptr[i]..self.succ_ptr[i + 1]];
+        if children.is_empty() {
+            return eft;
+        }
+        let at = tl[d].partition_point(|&iv| iv <= (s, eft));
+        tl[d].insert(at, (s, eft));
+        let mut worst: f64 = 0.0;
+        for (ci, &(j, bytes)) in children.iter().enumerate() {
+            let mut best = INF;
+            for e in 0..p {
+                let c = self.w[j * p + e];
+                if c.is_finite() {
+                    let avail = ready[ci * p + e].max(eft + self.comm(d, e, bytes));
+                    if avail.is_finite() {
+                        best = best.min(gap_start(&tl[e], avail, c) + c);
+                    }
+                }
+            }
+            worst = worst.max(best);
+        }
+        tl[d].remove(at);
+        worst
+    }
+
     /// One insertion-based list-scheduling pass.
     fn run(&self, pol: Policy<'_>) -> Result<Plan, SchedError> {
         let (n, p) = (self.n, self.p);
@@ -318,6 +380,17 @@ impl<'a> Instance<'a> {
             .map(|i| self.pred_ptr[i + 1] - self.pred_ptr[i])
             .collect();
         let mut ready: Vec<usize> = (0..n).filter(|&i| left[i] == 0).collect();
+        // Look-ahead scratch: children x devices.
+        let max_out = (0..n)
+            .map(|i| self.succ_ptr[i + 1] - self.succ_ptr[i])
+            .max()
+            .unwrap_or(0);
+        let mut child_ready = if pol.lookahead {
+            vec![0.0; max_out * p]
+        } else {
+            Vec::new()
+        };
+        let mut order: Vec<(f64, usize, f64)> = Vec::with_capacity(p);
         let mut makespan: f64 = 0.0;
         while !ready.is_empty() {
             // Highest priority, then earliest in topological order.
@@ -331,39 +404,61 @@ impl<'a> Instance<'a> {
                 }
             }
             let i = ready.swap_remove(bi);
-            let preds = &self.pred[self.pred_ptr[i]..self.pred_ptr[i + 1]];
-            let (mut best_key, mut best_d, mut best_s) = (INF, usize::MAX, 0.0);
-            for d in 0..p {
-                let c = self.w[i * p + d];
-                if !c.is_finite() {
-                    continue;
+            if pol.lookahead {
+                let children = &self.succ[self.succ_ptr[i]..self.succ_ptr[i + 1]];
+                for (ci, &(j, _)) in children.iter().enumerate() {
+                    for e in 0..p {
+                        child_ready[ci * p + e] = self.data_ready(j, e, &dev, &finish);
+                    }
                 }
-                let mut avail: f64 = 0.0;
-                for &(j, bytes) in preds {
-                    avail = avail.max(finish[j] + self.comm(dev[j], d, bytes));
+            }
+            let (mut best_key, mut best_eft, mut best_d, mut best_s) = (INF, INF, usize::MAX, 0.0);
+            if pol.lookahead {
+                // Every child finishes at least its cheapest cost after this task
+                // does, so in ascending EFT order the search stops as soon as that
+                // bound exceeds the best key found (same result, less work).
+                let mut child_min: f64 = 0.0;
+                for &(j, _) in &self.succ[self.succ_ptr[i]..self.succ_ptr[i + 1]] {
+                    child_min = child_min.max(self.min_cost[j]);
                 }
-                if !avail.is_finite() {
-                    continue; // a predecessor's node cannot reach this device
+                order.clear();
+                for d in 0..p {
+                    let c = self.w[i * p + d];
+                    if c.is_finite() {
+                        let avail = self.data_ready(i, d, &dev, &finish);
+                        if avail.is_finite() {
+                            let s = gap_start(&tl[d], avail, c);
+                            order.push((s + c, d, s));
+                        }
+                    }
                 }
-                // Earliest idle gap of length c at or after `avail`.
-                let slots = &tl[d];
-                let mut s = avail;
-                let from = slots.partition_point(|&(_, f)| f <= avail);
-                for &(s0, f0) in &slots[from..] {
-                    if s + c <= s0 {
+                order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                for &(eft, d, s) in &order {
+                    if eft + child_min > best_key {
                         break;
                     }
-                    s = s.max(f0);
+                    let key = self.children_eft(i, d, s, eft, &child_ready, &mut tl)
+                        + pol.bias.map_or(0.0, |b| b[i * p + d]);
+                    if (key, eft, d) < (best_key, best_eft, best_d) {
+                        (best_key, best_eft, best_d, best_s) = (key, eft, d, s);
+                    }
                 }
-                let eft = s + c;
-                let key = match pol.bias {
-                    Some(b) => eft + b[i * p + d],
-                    None => eft,
-                };
-                if key < best_key {
-                    best_key = key;
-                    best_d = d;
-                    best_s = s;
+            } else {
+                for d in 0..p {
+                    let c = self.w[i * p + d];
+                    if !c.is_finite() {
+                        continue;
+                    }
+                    let avail = self.data_ready(i, d, &dev, &finish);
+                    if !avail.is_finite() {
+                        continue; // a predecessor's node cannot reach this device
+                    }
+                    let s = gap_start(&tl[d], avail, c);
+                    let eft = s + c;
+                    let key = eft + pol.bias.map_or(0.0, |b| b[i * p + d]);
+                    if key < best_key || (key == best_key && eft < best_eft) {
+                        (best_key, best_eft, best_d, best_s) = (key, eft, d, s);
+                    }
                 }
             }
             if best_d == usize::MAX {
@@ -419,6 +514,7 @@ impl<'a> Instance<'a> {
         let plan = self.run(Policy {
             prio: &rank,
             bias: None,
+            lookahead: false,
         })?;
         Ok(self.to_schedule(plan, "heft"))
     }
@@ -429,18 +525,30 @@ impl<'a> Instance<'a> {
         let plan = self.run(Policy {
             prio: &rank,
             bias: Some(&oct),
+            lookahead: false,
         })?;
         Ok(self.to_schedule(plan, "peft"))
     }
 
-    pub fn heft_lookahead(&self) -> Result<Schedule, SchedError> {
+    pub fn lookahead(&self) -> Result<Schedule, SchedError> {
+        let rank = self.upward_ranks(RankComm::DistinctPairs);
+        let plan = self.run(Policy {
+            prio: &rank,
+            bias: None,
+            lookahead: true,
+        })?;
+        Ok(self.to_schedule(plan, "lookahead"))
+    }
+
+    pub fn heft_oct(&self) -> Result<Schedule, SchedError> {
         let oct = self.oct();
         let rank = self.upward_ranks(RankComm::DistinctPairs);
         let plan = self.run(Policy {
             prio: &rank,
             bias: Some(&oct),
+            lookahead: false,
         })?;
-        Ok(self.to_schedule(plan, "heft-lookahead"))
+        Ok(self.to_schedule(plan, "heft-oct"))
     }
 
     /// HEFT first; a candidate replaces the incumbent only when strictly shorter.
@@ -448,35 +556,20 @@ impl<'a> Instance<'a> {
         let urank = self.upward_ranks(RankComm::DistinctPairs);
         let oct = self.oct();
         let orank = self.oct_ranks(&oct);
-        let candidates: [(&str, Policy<'_>); 4] = [
-            (
-                "best:heft",
-                Policy {
-                    prio: &urank,
-                    bias: None,
-                },
-            ),
-            (
-                "best:peft",
-                Policy {
-                    prio: &orank,
-                    bias: Some(&oct),
-                },
-            ),
-            (
-                "best:heft-lookahead",
-                Policy {
-                    prio: &urank,
-                    bias: Some(&oct),
-                },
-            ),
-            (
-                "best:oct-rank-eft",
-                Policy {
-                    prio: &orank,
-                    bias: None,
-                },
-            ),
+        let srank = self.upward_ranks(RankComm::AllUnorderedPairs);
+        let pol = |prio, bias, lookahead| Policy {
+            prio,
+            bias,
+            lookahead,
+        };
+        // HEFT first: on equal makespans it is kept.
+        let candidates = [
+            ("best:heft", pol(&urank[..], None, false)),
+            ("best:peft", pol(&orank[..], Some(&oct[..]), false)),
+            ("best:heft-oct", pol(&urank[..], Some(&oct[..]), false)),
+            ("best:oct-rank-eft", pol(&orank[..], None, false)),
+            ("best:lookahead", pol(&urank[..], None, true)),
+            ("best:heft-self-pairs", pol(&srank[..], None, false)),
         ];
         let mut best: Option<(&str, Plan)> = None;
         for (name, pol) in candidates {
@@ -488,9 +581,24 @@ impl<'a> Instance<'a> {
                 best = Some((name, plan));
             }
         }
-        let (name, plan) = best.expect("four candidates");
+        let (name, plan) = best.expect("candidates");
         Ok(self.to_schedule(plan, name))
     }
+}
+
+/// Earliest start at or after `avail` of an idle gap of length `c` in `slots`
+/// (busy intervals sorted by start, hence by finish): insertion-based, as in HEFT.
+#[inline]
+fn gap_start(slots: &[(f64, f64)], avail: f64, c: f64) -> f64 {
+    let mut s = avail;
+    let from = slots.partition_point(|&(_, f)| f <= avail);
+    for &(s0, f0) in &slots[from..] {
+        if s + c <= s0 {
+            break;
+        }
+        s = s.max(f0);
+    }
+    s
 }
 
 /// Why a task fits no device, naming the devices and what each lacks.

@@ -262,7 +262,10 @@ pub enum Algorithm {
     /// PEFT (Arabnejad, Barbosa 2014), optimistic cost table.
     Peft,
     /// HEFT's rank order, device chosen by EFT + OCT (PEFT's look-ahead).
-    HeftLookahead,
+    HeftOct,
+    /// HEFT's rank order, device chosen by the earliest finish of the task's
+    /// children (the look-ahead of Bittencourt, Sakellariou, Madeira 2010).
+    Lookahead,
     /// The shortest of HEFT, PEFT and two hybrids; never worse than HEFT.
     #[default]
     Best,
@@ -274,7 +277,8 @@ impl Algorithm {
         match self {
             Algorithm::Heft => "heft",
             Algorithm::Peft => "peft",
-            Algorithm::HeftLookahead => "heft-lookahead",
+            Algorithm::HeftOct => "heft-oct",
+            Algorithm::Lookahead => "lookahead",
             Algorithm::Best => "best",
         }
     }
@@ -349,7 +353,8 @@ pub fn schedule(dag: &Dag, platform: &Platform, opts: &Options) -> Result<Schedu
     let s = match opts.algorithm {
         Algorithm::Heft => inst.heft(RankComm::DistinctPairs)?,
         Algorithm::Peft => inst.peft()?,
-        Algorithm::HeftLookahead => inst.heft_lookahead()?,
+        Algorithm::HeftOct => inst.heft_oct()?,
+        Algorithm::Lookahead => inst.lookahead()?,
         Algorithm::Best => inst.best()?,
     };
     if let Some(deadline) = opts.deadline_s {

@@ -96,7 +96,8 @@ fn best_is_never_worse_on_fig2_and_all_algorithms_are_valid() {
     for algorithm in [
         Algorithm::Heft,
         Algorithm::Peft,
-        Algorithm::HeftLookahead,
+        Algorithm::HeftOct,
+        Algorithm::Lookahead,
         Algorithm::Best,
     ] {
         let s = schedule(
