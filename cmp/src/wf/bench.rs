@@ -101,6 +101,8 @@ pub struct BenchRow {
     pub runs_per_s: f64,
     /// The target for this store, microseconds per step.
     pub target_us: f64,
+    /// Store writes per transaction (group commit), for SQL stores.
+    pub writes_per_commit: Option<f64>,
 }
 
 impl BenchRow {
@@ -125,7 +127,7 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "{:<9} {:<11} {:>6} {:>5} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}  met",
+            "{:<9} {:<11} {:>6} {:>5} {:>6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}  met",
             "store",
             "scenario",
             "steps",
@@ -137,12 +139,13 @@ impl fmt::Display for BenchReport {
             "step p50",
             "step p99",
             "runs/s",
+            "writes/tx",
             "target",
         )?;
         for r in &self.rows {
             writeln!(
                 f,
-                "{:<9} {:<11} {:>6} {:>5} {:>6} {:>9.1} us {:>7.1} us {:>7.1} us {:>7.1} us {:>7.1} us {:>9.1} {:>5} us  {}",
+                "{:<9} {:<11} {:>6} {:>5} {:>6} {:>9.1} us {:>7.1} us {:>7.1} us {:>7.1} us {:>7.1} us {:>9.1} {:>9} {:>5} us  {}",
                 r.store,
                 r.scenario,
                 r.steps_per_run,
@@ -154,6 +157,8 @@ impl fmt::Display for BenchReport {
                 r.step_p50_us,
                 r.step_p99_us,
                 r.runs_per_s,
+                r.writes_per_commit
+                    .map_or("-".to_owned(), |w| format!("{w:.1}")),
                 r.target_us,
                 if r.met() {
                     "yes".to_owned()
@@ -320,55 +325,50 @@ async fn scenario(
         step_p99_us: percentile(&per_step, 0.99),
         runs_per_s: runs as f64 / wall,
         target_us,
+        writes_per_commit: None,
     })
 }
 
 async fn bench_store(
     store: Arc<dyn RunStore>,
+    sql: Option<&SqlStore>,
     name: &str,
     target_us: f64,
     o: &BenchOptions,
 ) -> Result<Vec<BenchRow>, BenchError> {
     let engine = Engine::new(store, Arc::new(NoopExecutor));
     let t = o.scenario_time;
-    Ok(vec![
-        scenario(
-            &engine,
-            name,
-            "chain",
-            &chain(o.chain_steps),
-            1,
-            t,
-            target_us,
-        )
-        .await?,
-        scenario(
-            &engine,
-            name,
-            "fan-out",
-            &fan_out(o.fanout_width),
-            1,
-            t,
-            target_us,
-        )
-        .await?,
-        scenario(
-            &engine,
-            name,
-            "concurrent",
-            &chain(o.concurrent_steps),
-            o.concurrency,
-            t,
-            target_us,
-        )
-        .await?,
-    ])
+    let shapes = [
+        ("chain", chain(o.chain_steps), 1),
+        ("fan-out", fan_out(o.fanout_width), 1),
+        ("concurrent", chain(o.concurrent_steps), o.concurrency),
+    ];
+    let mut rows = Vec::new();
+    for (label, spec, conc) in shapes {
+        let before = sql.map(SqlStore::write_stats);
+        let mut row = scenario(&engine, name, label, &spec, conc, t, target_us).await?;
+        if let (Some(sql), Some((w0, c0))) = (sql, before) {
+            let (w1, c1) = sql.write_stats();
+            row.writes_per_commit = Some((w1 - w0) as f64 / (c1 - c0).max(1) as f64);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// Runs the benchmark: memory store, SQLite file, and PostgreSQL when a URL is given.
 pub async fn bench_engine(o: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut rows = Vec::new();
-    rows.extend(bench_store(Arc::new(MemoryStore::new()), "memory", TARGET_MEMORY_US, o).await?);
+    rows.extend(
+        bench_store(
+            Arc::new(MemoryStore::new()),
+            None,
+            "memory",
+            TARGET_MEMORY_US,
+            o,
+        )
+        .await?,
+    );
     let tmp;
     let dir = match &o.sqlite_dir {
         Some(d) => d.clone(),
@@ -380,14 +380,32 @@ pub async fn bench_engine(o: &BenchOptions) -> Result<BenchReport, BenchError> {
     let file = dir.join(format!("bench-wf-{}.db", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}", file.display());
     let sqlite = Arc::new(SqlStore::connect(&url).await?);
-    rows.extend(bench_store(sqlite.clone(), "sqlite", TARGET_DURABLE_US, o).await?);
+    rows.extend(
+        bench_store(
+            sqlite.clone(),
+            Some(&sqlite),
+            "sqlite",
+            TARGET_DURABLE_US,
+            o,
+        )
+        .await?,
+    );
     sqlite.db().close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
     }
     if let Some(pg) = &o.postgres_url {
         let store = Arc::new(SqlStore::connect(pg).await?);
-        rows.extend(bench_store(store, "postgres", TARGET_DURABLE_US, o).await?);
+        rows.extend(
+            bench_store(
+                store.clone(),
+                Some(&store),
+                "postgres",
+                TARGET_DURABLE_US,
+                o,
+            )
+            .await?,
+        );
     }
     Ok(BenchReport { rows })
 }
@@ -433,6 +451,12 @@ mod tests {
             );
         }
         assert_eq!(report.rows[1].steps_per_run, 6);
+        assert!(report.rows[..3]
+            .iter()
+            .all(|r| r.writes_per_commit.is_none()));
+        assert!(report.rows[3..]
+            .iter()
+            .all(|r| r.writes_per_commit.is_some_and(|w| w >= 1.0)));
         let text = report.to_string();
         assert!(
             text.contains("sqlite") && text.contains("fan-out"),

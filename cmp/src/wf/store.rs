@@ -8,7 +8,8 @@
 //! step's completion is still durable before anything depending on it starts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
@@ -283,6 +284,16 @@ const MAX_BATCH: usize = 1024;
 pub struct SqlStore {
     db: Db,
     writes: mpsc::UnboundedSender<WriteReq>,
+    stats: Arc<WriteStats>,
+}
+
+/// Counts of the writer task: how well group commit batches.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Writes acknowledged.
+    pub writes: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
 }
 
 enum WriteOp {
@@ -329,8 +340,21 @@ impl SqlStore {
     pub async fn open(db: Db) -> Result<Self, StoreError> {
         db.migrate(MIGRATION_NF, MIGRATIONS).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(db.clone(), rx));
-        Ok(Self { db, writes: tx })
+        let stats = Arc::new(WriteStats::default());
+        tokio::spawn(writer(db.clone(), rx, stats.clone()));
+        Ok(Self {
+            db,
+            writes: tx,
+            stats,
+        })
+    }
+
+    /// Writes and commits so far: writes / commits is the mean group size.
+    pub fn write_stats(&self) -> (u64, u64) {
+        (
+            self.stats.writes.load(Ordering::Relaxed),
+            self.stats.commits.load(Ordering::Relaxed),
+        )
     }
 
     /// The database.
@@ -407,7 +431,7 @@ impl SqlStore {
 }
 
 /// The writer task: commits everything queued at once as one transaction.
-async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<WriteReq>) {
+async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<WriteReq>, stats: Arc<WriteStats>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -418,6 +442,10 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<WriteReq>) {
         }
         match commit(&db, batch.iter().map(|r| &r.op)).await {
             Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .writes
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for req in batch {
                     let _ = req.done.send(Ok(()));
                 }

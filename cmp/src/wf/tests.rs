@@ -613,6 +613,14 @@ async fn sql_store_group_commits_concurrent_runs() {
         }
         assert_eq!(exec.log.lock().unwrap().len(), 150);
         assert_eq!(store.list_runs(1000).await.unwrap().len(), 50);
+        // 50 creations, 150 step completions (each with the next steps' start), 50 ends at
+        // least; writes arriving together shared commits.
+        let (writes, commits) = store.write_stats();
+        assert!(writes >= 200, "{url}: {writes} writes");
+        assert!(
+            commits < writes,
+            "{url}: {writes} writes in {commits} commits"
+        );
     }
 }
 
