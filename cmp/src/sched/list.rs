@@ -422,12 +422,12 @@ impl<'a> Instance<'a> {
                     child_min = child_min.max(self.min_cost[j]);
                 }
                 order.clear();
-                for d in 0..p {
+                for (d, slots) in tl.iter().enumerate() {
                     let c = self.w[i * p + d];
                     if c.is_finite() {
                         let avail = self.data_ready(i, d, &dev, &finish);
                         if avail.is_finite() {
-                            let s = gap_start(&tl[d], avail, c);
+                            let s = gap_start(slots, avail, c);
                             order.push((s + c, d, s));
                         }
                     }
