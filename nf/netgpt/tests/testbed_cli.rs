@@ -22,6 +22,8 @@ fn up(data: &Path) -> Up {
         .arg("up")
         .env("NETGPT__NF__NRF__LISTEN", "127.0.0.1:0")
         .env("NETGPT__NF__AMF__LISTEN", "127.0.0.1:0")
+        .env("NETGPT__NF__CLOUDAI__LISTEN", "127.0.0.1:0")
+        .env("NETGPT__NF__CMP__LISTEN", "127.0.0.1:0")
         .env("NETGPT__DATA_DIR", data)
         .env(
             "NETGPT__DATABASE__URL",

