@@ -371,7 +371,9 @@ impl Engine {
                 )));
             }
         }
-        let plan = Plan::new(spec.clone());
+        // One copy of the workflow, shared by the plan and the stored run.
+        let shared = Arc::new(spec.clone());
+        let plan = Plan::new(shared.clone());
         let id = uuid::Uuid::new_v4().to_string();
         let record = RunRecord {
             id: id.clone(),
@@ -390,7 +392,7 @@ impl Engine {
         };
         let stored = StoredRun {
             record,
-            spec: spec.clone(),
+            spec: shared,
             placement,
         };
         self.inner.store.create_run(&stored).await?;
@@ -493,7 +495,7 @@ impl Engine {
 
 /// A workflow prepared for execution: references parsed, dependencies as indices.
 struct Plan {
-    spec: WorkflowSpec,
+    spec: Arc<WorkflowSpec>,
     index: HashMap<String, usize>,
     preds: Vec<Vec<usize>>,
     succs: Vec<Vec<usize>>,
@@ -504,7 +506,7 @@ struct Plan {
 
 impl Plan {
     /// Builds the plan of a validated spec.
-    fn new(spec: WorkflowSpec) -> Self {
+    fn new(spec: Arc<WorkflowSpec>) -> Self {
         let n = spec.steps.len();
         let index: HashMap<String, usize> = spec
             .steps

@@ -56,7 +56,7 @@ pub struct StoredRun {
     /// The run and its steps.
     pub record: RunRecord,
     /// The workflow it executes.
-    pub spec: WorkflowSpec,
+    pub spec: Arc<WorkflowSpec>,
     /// Step id -> node and device.
     pub placement: BTreeMap<String, StepPlacement>,
 }
@@ -471,8 +471,9 @@ async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<WriteReq>, stats: Arc<Wr
 /// Columns of a step row, in the order [`upsert_steps`] binds them.
 const STEP_COLUMNS: usize = 12;
 
-/// Step rows bound per statement (well under SQLite's 32766 and PostgreSQL's 65535 parameters).
-const STEP_ROWS_PER_STATEMENT: usize = 500;
+/// Most step rows bound per statement (well under SQLite's 32766 and PostgreSQL's 65535
+/// parameters); a power of two.
+const STEP_ROWS_PER_STATEMENT: usize = 256;
 
 /// Applies a batch of writes as one transaction. The step rows of the whole batch go out in
 /// a few multi-row upserts (the last write of a step winning), so the cost of a commit hardly
@@ -505,7 +506,7 @@ async fn commit<'a>(db: &Db, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(
                 .bind(&r.id)
                 .bind(&r.workflow)
                 .bind(r.status.as_str())
-                .bind(json(&run.spec))
+                .bind(json(run.spec.as_ref()))
                 .bind(json(&r.input))
                 .bind(json(&run.placement))
                 .bind(ts(&r.started_at))
@@ -528,8 +529,13 @@ async fn commit<'a>(db: &Db, ops: impl Iterator<Item = &'a WriteOp>) -> Result<(
             }
         }
     }
-    for chunk in rows.chunks(STEP_ROWS_PER_STATEMENT) {
-        upsert_steps(&mut tx, chunk).await?;
+    // Chunks of power-of-two sizes: few distinct statements, all in the statement cache.
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let n = rest.len().min(STEP_ROWS_PER_STATEMENT);
+        let n = 1 << (usize::BITS - 1 - n.leading_zeros());
+        upsert_steps(&mut tx, &rest[..n]).await?;
+        rest = &rest[n..];
     }
     for (run_id, f) in finished {
         sqlx::query(
@@ -674,7 +680,7 @@ impl RunStore for SqlStore {
                 record.steps = self.load_steps(&record.id).await?;
                 out.push(StoredRun {
                     record,
-                    spec: parse_json("workflow spec", &spec)?,
+                    spec: Arc::new(parse_json("workflow spec", &spec)?),
                     placement: parse_json("placement", &placement)?,
                 });
             }

@@ -650,7 +650,7 @@ steps:
     };
     let run = StoredRun {
         record: record.clone(),
-        spec: s.clone(),
+        spec: Arc::new(s.clone()),
         placement: BTreeMap::new(),
     };
     store.create_run(&run).await.unwrap();
