@@ -104,6 +104,8 @@ pub struct BenchReport {
     pub tables: Vec<(String, Vec<Group>)>,
     /// Which candidate won Best's instances where it beat HEFT: (name, count).
     pub winners: Vec<(String, usize)>,
+    /// Plan time at 100 x 8 per algorithm (see [`TIMED`]).
+    pub times: Vec<(String, Timing)>,
     pub heft_100x8: Timing,
     pub best_100x8: Timing,
 }
@@ -220,24 +222,26 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchReport, SchedError> {
         .zip(groups)
         .map(|((name, _), rows)| (name.to_string(), rows))
         .collect();
-    let (heft_100x8, best_100x8) = time_100x8(cfg, &mut rng)?;
+    let times = time_100x8(cfg, &mut rng)?;
+    let heft_100x8 = times[0].1;
+    let best_100x8 = times[times.len() - 1].1;
     Ok(BenchReport {
         config: cfg.clone(),
         overall,
         tables,
         winners,
+        times,
         heft_100x8,
         best_100x8,
     })
 }
 
-/// Times HEFT and Best on `timing_plans` random 100-task x 8-device instances
-/// spread over the CCR/alpha/beta grid, each plan timed on its own.
-fn time_100x8(cfg: &BenchConfig, rng: &mut StdRng) -> Result<(Timing, Timing), SchedError> {
+/// Times every algorithm on `timing_plans` random 100-task x 8-device instances
+/// spread over the CCR/alpha/beta grid, each plan timed on its own after an untimed
+/// warm-up run. Returns (algorithm, timing) in [`TIMED`] order.
+fn time_100x8(cfg: &BenchConfig, rng: &mut StdRng) -> Result<Vec<(String, Timing)>, SchedError> {
     let k = cfg.timing_plans.max(1);
-    let mut th = Vec::with_capacity(k);
-    let mut tb = Vec::with_capacity(k);
-    let best_opts = Options::default();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(k); TIMED.len()];
     for i in 0..k {
         let prm = RandomDagParams {
             v: 100,
@@ -249,18 +253,32 @@ fn time_100x8(cfg: &BenchConfig, rng: &mut StdRng) -> Result<(Timing, Timing), S
             mean_cost: 20.0,
         };
         let inst = random_dag::topcuoglu(&prm, rng);
-        // One untimed warm-up each, then the timed run.
-        std::hint::black_box(heft(&inst.dag, &inst.platform)?);
-        let t0 = Instant::now();
-        std::hint::black_box(heft(&inst.dag, &inst.platform)?);
-        th.push(t0.elapsed().as_secs_f64() * 1e6);
-        std::hint::black_box(schedule(&inst.dag, &inst.platform, &best_opts)?);
-        let t0 = Instant::now();
-        std::hint::black_box(schedule(&inst.dag, &inst.platform, &best_opts)?);
-        tb.push(t0.elapsed().as_secs_f64() * 1e6);
+        for (a, out) in TIMED.iter().zip(samples.iter_mut()) {
+            let opts = Options {
+                algorithm: *a,
+                deadline_s: None,
+            };
+            std::hint::black_box(schedule(&inst.dag, &inst.platform, &opts)?);
+            let t0 = Instant::now();
+            std::hint::black_box(schedule(&inst.dag, &inst.platform, &opts)?);
+            out.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
     }
-    Ok((timing(th), timing(tb)))
+    Ok(TIMED
+        .iter()
+        .zip(samples)
+        .map(|(a, v)| (a.name().to_string(), timing(v)))
+        .collect())
 }
+
+/// The algorithms whose plan time is measured; HEFT first, Best last.
+pub const TIMED: [Algorithm; 5] = [
+    Algorithm::Heft,
+    Algorithm::Peft,
+    Algorithm::HeftOct,
+    Algorithm::Lookahead,
+    Algorithm::Best,
+];
 
 fn timing(mut v: Vec<f64>) -> Timing {
     v.sort_by(f64::total_cmp);
@@ -306,7 +324,7 @@ impl fmt::Display for BenchReport {
         let mut out = String::new();
         writeln!(
             out,
-            "scheduler: Best (shortest of HEFT, PEFT, HEFT-order+OCT, OCT-order+EFT) vs plain HEFT, same instances"
+            "scheduler: Best (shortest of HEFT, PEFT, HEFT-order+OCT, OCT-order+EFT, look-ahead, HEFT self-pair rank) vs plain HEFT, same instances"
         )?;
         writeln!(
             out,
@@ -348,16 +366,20 @@ impl fmt::Display for BenchReport {
         writeln!(out)?;
         writeln!(
             out,
-            "plan time, 100 tasks x 8 devices ({} plans): heft mean {:.1} us p50 {:.1} us p99 {:.1} us | best mean {:.1} us p50 {:.1} us p99 {:.1} us ({:.2}x heft)",
-            c.timing_plans,
-            self.heft_100x8.mean_us,
-            self.heft_100x8.p50_us,
-            self.heft_100x8.p99_us,
-            self.best_100x8.mean_us,
-            self.best_100x8.p50_us,
-            self.best_100x8.p99_us,
-            self.best_100x8.mean_us / self.heft_100x8.mean_us
+            "plan time, 100 tasks x 8 devices, {} plans each:",
+            c.timing_plans
         )?;
+        for (name, t) in &self.times {
+            writeln!(
+                out,
+                "{:>16}  mean {:>8.1} us  p50 {:>8.1} us  p99 {:>8.1} us  {:>6.2}x heft",
+                name,
+                t.mean_us,
+                t.p50_us,
+                t.p99_us,
+                t.mean_us / self.heft_100x8.mean_us
+            )?;
+        }
         let (t, s) = self.targets_met();
         let yn = |b: bool| if b { "met" } else { "NOT met" };
         writeln!(

@@ -19,12 +19,17 @@
 //!   OCT(t, d) ranks tasks and biases the device choice towards devices from which
 //!   the rest of the DAG can finish early (minimum EFT + OCT). Our OCT uses the real
 //!   transfer time between the two devices' nodes rather than the mean.
-//! - [`Algorithm::HeftLookahead`]: HEFT's rank order with PEFT's look-ahead device
-//!   choice (EFT + OCT).
-//! - [`Algorithm::Best`] (default): runs HEFT, PEFT, HEFT-order+OCT choice and
-//!   PEFT-order+EFT choice on the instance and keeps the shortest schedule (HEFT on a
-//!   tie). It is therefore never worse than HEFT on any instance; it costs about 4x a
-//!   HEFT run plus the OCT table (`netgpt bench sched` prints both times).
+//! - [`Algorithm::HeftOct`]: HEFT's rank order with PEFT's device choice (EFT + OCT).
+//! - [`Algorithm::Lookahead`]: HEFT's rank order; each device is tried tentatively
+//!   and the one where the task's children can finish earliest wins (the look-ahead
+//!   of Bittencourt, Sakellariou, Madeira 2010), pruned by a lower bound so only
+//!   devices that can still win are tried.
+//! - [`Algorithm::Best`] (default): runs six list schedulers on the instance (HEFT,
+//!   PEFT, HEFT-order + OCT choice, OCT-order + EFT choice, the look-ahead, and HEFT
+//!   with saga's self-pair rank averaging) and keeps the shortest schedule, HEFT on a
+//!   tie. It is therefore never worse than HEFT on any instance. On the Topcuoglu
+//!   random DAGs (`netgpt bench sched`) its mean SLR is about 10 % below HEFT's at
+//!   about 10x HEFT's plan time (about 0.3 ms for 100 tasks x 8 devices).
 //!
 //! Refusals are errors, never silent placements: a task that fits no device is
 //! [`SchedError::NoFeasibleDevice`] with the reason, a plan longer than the deadline
