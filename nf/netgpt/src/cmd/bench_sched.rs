@@ -35,7 +35,7 @@ pub struct BenchSchedArgs {
 }
 
 pub async fn run(a: BenchSchedArgs) -> anyhow::Result<()> {
-    let bad = |what: &str| anyhow::anyhow!("netgpt bench sched: {what}");
+    let bad = |what: &str| anyhow::anyhow!("bench sched: {what}");
     if a.instances == 0 || a.timing_plans == 0 {
         return Err(bad("--instances and --timing-plans must be > 0"));
     }
@@ -64,6 +64,11 @@ pub async fn run(a: BenchSchedArgs) -> anyhow::Result<()> {
     };
     // CPU-bound and single-threaded: keep it off the async workers.
     let report = tokio::task::spawn_blocking(move || bench(&cfg)).await??;
+    if cfg!(debug_assertions) {
+        println!(
+            "note: unoptimized build; plan times are about 10x those of `cargo run --release`"
+        );
+    }
     print!("{report}");
     Ok(())
 }
