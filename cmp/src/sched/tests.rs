@@ -490,3 +490,89 @@ fn small_bench_runs_and_best_is_not_worse() {
     let text = r.to_string();
     assert!(text.contains("targets:"), "{text}");
 }
+
+#[test]
+fn ranks_average_over_the_devices_a_task_fits() {
+    let p = edge_cloud();
+    // a: 2 s on the CPU, 1 s on the cloud GPU, does not fit the 1-unit edge GPU.
+    let dag = Dag {
+        tasks: vec![
+            task("a", [Some(2.0), Some(0.5), Some(1.0)], 2, 0),
+            task("b", [Some(3.0), None, Some(1.0)], 1, 0),
+        ],
+        edges: vec![Edge {
+            from: 0,
+            to: 1,
+            bytes: 12.5e6,
+        }],
+    };
+    let r = upward_ranks(&dag, &p, RankComm::DistinctPairs).unwrap();
+    // Ordered distinct device pairs: 6, of which 2 are co-located (0 s) and 4 cross
+    // the link (0.01 s + 1 s): mean transfer 4 * 1.01 / 6.
+    let comm = 4.0 * 1.01 / 6.0;
+    assert!((r[1] - 2.0).abs() < 1e-12, "{r:?}");
+    assert!((r[0] - (1.5 + comm + 2.0)).abs() < 1e-12, "{r:?}");
+    let s = heft(&dag, &p).unwrap();
+    check(&dag, &p, &s);
+    assert_ne!(s.placements[0].device, 1, "a needs 2 units");
+}
+
+#[test]
+fn random_dags_follow_the_topcuoglu_parameters() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for (v, alpha) in [(20, 0.5), (100, 1.0), (100, 2.0)] {
+        let (mut bytes, mut edges, mut cost, mut tasks) = (0.0, 0usize, 0.0, 0usize);
+        let mut levels = 0.0;
+        for _ in 0..40 {
+            let prm = RandomDagParams {
+                v,
+                ccr: 5.0,
+                alpha,
+                out_degree: 4,
+                beta: 0.5,
+                mean_cost: 20.0,
+                devices: 4,
+            };
+            let inst = random_dag::topcuoglu(&prm, &mut rng);
+            assert_eq!(inst.dag.tasks.len(), v);
+            // Acyclic with every task reachable: HEFT schedules it.
+            check(
+                &inst.dag,
+                &inst.platform,
+                &heft(&inst.dag, &inst.platform).unwrap(),
+            );
+            for t in &inst.dag.tasks {
+                let c: Vec<f64> = t.cost.iter().map(|c| c.unwrap()).collect();
+                let (lo, hi) = c
+                    .iter()
+                    .fold((f64::MAX, 0.0f64), |(l, h), &x| (l.min(x), h.max(x)));
+                // Within [w(1 - beta/2), w(1 + beta/2)]: hi / lo <= 1.25 / 0.75.
+                assert!(hi / lo <= 1.25 / 0.75 + 1e-9, "{c:?}");
+                cost += c.iter().sum::<f64>();
+                tasks += c.len();
+            }
+            for e in &inst.dag.edges {
+                bytes += e.bytes;
+                edges += 1;
+            }
+            // Height: the longest path in edges + 1.
+            let mut depth = vec![1usize; v];
+            for e in {
+                let mut es = inst.dag.edges.clone();
+                es.sort_by_key(|e| e.from);
+                es
+            } {
+                depth[e.to] = depth[e.to].max(depth[e.from] + 1);
+            }
+            levels += *depth.iter().max().unwrap() as f64;
+        }
+        let ccr = (bytes / edges as f64) / (cost / tasks as f64);
+        assert!((ccr - 5.0).abs() < 0.5, "CCR {ccr}");
+        let height = levels / 40.0;
+        let want = (v as f64).sqrt() / alpha;
+        assert!(
+            height > 0.6 * want && height < 1.5 * want,
+            "v {v} alpha {alpha}: height {height}, want about {want}"
+        );
+    }
+}
