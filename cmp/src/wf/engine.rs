@@ -27,7 +27,9 @@
 //! One engine process owns a store's unfinished runs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -659,15 +661,42 @@ impl Driver {
                     .write_steps(&self.run_id, std::mem::take(&mut batch))
                     .await?;
             }
+            let budget_ms = self.plan.spec.budget_ms.unwrap_or(0);
+            let budget_exceeded = || Some(format!("run latency budget of {budget_ms} ms exceeded"));
+            let mut done_now = Vec::new();
             for i in to_start.drain(..) {
-                in_flight.spawn(self.step_task(i, deadline));
+                // A step done at its first poll (an in-process operation) is finished here;
+                // any other runs as a task of its own, concurrently with its siblings. (A
+                // future must accept a new waker at each poll, so the spawned task takes over.)
+                let mut task = Box::pin(self.step_task(i, deadline));
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                match task.as_mut().poll(&mut cx) {
+                    Poll::Ready(out) => done_now.push(out),
+                    Poll::Pending => {
+                        in_flight.spawn(task);
+                    }
+                }
+            }
+            if !done_now.is_empty() {
+                for out in done_now {
+                    if let Err(e) = self.absorb(out, &mut batch, &mut ready) {
+                        failure = Some(self.cause(e, deadline));
+                        break;
+                    }
+                }
+                if failure.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
+                    failure = budget_exceeded();
+                }
+                if failure.is_some() {
+                    break;
+                }
+                continue;
             }
             let next = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, in_flight.join_next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        let ms = self.plan.spec.budget_ms.unwrap_or(0);
-                        failure = Some(format!("run latency budget of {ms} ms exceeded"));
+                        failure = budget_exceeded();
                         break;
                     }
                 },
@@ -679,7 +708,7 @@ impl Driver {
                 match joined {
                     Ok(out) => {
                         if let Err(e) = self.absorb(out, &mut batch, &mut ready) {
-                            failure = Some(e);
+                            failure = Some(self.cause(e, deadline));
                         }
                     }
                     Err(e) => failure = Some(format!("a step task died: {e}")),
@@ -761,6 +790,17 @@ impl Driver {
                 batch.push(rec.clone());
                 Err(format!("step '{}' failed: {e}", rec.step_id))
             }
+        }
+    }
+
+    /// The run's cause of failure for a failed step: the budget when it is spent (the step's
+    /// last attempt was cut short by it), else the step's error.
+    fn cause(&self, step_error: String, deadline: Option<Instant>) -> String {
+        match (deadline, self.plan.spec.budget_ms) {
+            (Some(d), Some(ms)) if Instant::now() >= d => {
+                format!("run latency budget of {ms} ms exceeded")
+            }
+            _ => step_error,
         }
     }
 
@@ -946,7 +986,9 @@ impl Driver {
                     Err(_) => format!("attempt {attempt} timed out after {} ms", limit.as_millis()),
                 };
                 failures += 1;
-                if failures > policy.limit {
+                // Cut short by the run's budget: no time is left for another attempt.
+                let budget_spent = limit < timeout;
+                if failures > policy.limit || budget_spent {
                     let tries = if failures > 1 {
                         format!(" (after {failures} attempts)")
                     } else {
