@@ -260,3 +260,66 @@ async fn runs_start_in_the_background_and_a_4xx_from_an_nf_fails_the_step_at_onc
 
     bed.stop().await;
 }
+
+// Multi-threaded like the NF binary: the model's decode loop must not share the one
+// thread of a current-thread runtime with the servers.
+// Multi-threaded like the NF binary, so the servers keep answering while the model decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn netgpt_run_with_the_real_cloud_ai_function() {
+    // The cloud model: the configured one (tests/run.sh fetches it before the tests).
+    let bed = Bed::start_with(true).await;
+    // The shipped workflow with a few tokens and generous time limits: a loaded test
+    // machine decodes far slower than the budget of the shipped workflow assumes.
+    let (_, shipped) = bed.get("/ncmp-wf/v1/workflows/netgpt").await;
+    let mut spec = shipped["spec"].clone();
+    spec["name"] = json!("netgpt-slow");
+    spec["budgetMs"] = json!(300_000);
+    let generate = spec["steps"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["id"] == "generate")
+        .unwrap();
+    generate["timeoutMs"] = json!(240_000);
+    generate["params"]["maxTokens"] = json!(8);
+    let (s, _, _) = bed.send(Method::POST, "/ncmp-wf/v1/workflows", &spec).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, run) = bed
+        .send(
+            Method::POST,
+            "/ncmp-wf/v1/workflows/netgpt-slow/runs",
+            &json!({ "input": { "supi": UE_LONDON, "prompt": "Recommend libraries" }, "wait": true }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = run["id"].as_str().unwrap();
+    let (_, plan) = bed.get(&format!("/ncmp-wf/v1/runs/{id}/plan")).await;
+    assert_records_follow_plan(&run, &plan);
+    for step in ["desensitize", "dedup", "complete", "policy", "answer"] {
+        assert_eq!(record(&run, step)["node"], "edge-london", "{step}");
+    }
+    let gen = record(&run, "generate");
+    assert_eq!(
+        (gen["node"].as_str(), gen["status"].as_str()),
+        (Some("cloud"), Some("succeeded"))
+    );
+    // The cloud LLM's answer to the prompt completed at the edge with the UE's cell.
+    let usage = &gen["output"]["usage"];
+    assert!(usage["promptTokens"].as_u64().unwrap() > 3, "{usage}");
+    let completion = usage["completionTokens"].as_u64().unwrap();
+    assert!(
+        (1..=8).contains(&completion),
+        "maxTokens reached the call: {usage}"
+    );
+    let text = run["output"]["text"].as_str().unwrap();
+    assert!(!text.trim().is_empty(), "{run}");
+    assert!(
+        run["output"]["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("near cell 000002001"),
+        "{run}"
+    );
+    bed.stop().await;
+}

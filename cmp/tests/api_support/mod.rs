@@ -70,7 +70,8 @@ pub struct Bed {
 pub fn h2_client() -> reqwest::Client {
     reqwest::Client::builder()
         .http2_prior_knowledge()
-        .timeout(Duration::from_secs(30))
+        // Generous: a run answered with `wait` lasts as long as the run.
+        .timeout(Duration::from_secs(300))
         .build()
         .expect("h2c client")
 }
@@ -244,8 +245,14 @@ async fn start_test_nf(
 }
 
 impl Bed {
-    /// NRF, AMF, edge AI at `edge-hangzhou` and `edge-london`, cloud AI at `cloud`, CmP.
+    /// NRF, AMF, edge AI at `edge-hangzhou` and `edge-london`, test cloud AI at `cloud`, CmP.
     pub async fn start() -> Bed {
+        Self::start_with(false).await
+    }
+
+    /// [`Bed::start`], with the real cloud AI function (`netgpt-cloudai`, the configured
+    /// cloud model that tests/run.sh fetches) when `real_cloud`; its `calls` stay empty.
+    pub async fn start_with(real_cloud: bool) -> Bed {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cfg = TestbedConfig::load_default().expect("default testbed");
         cfg.nf.insert(
@@ -278,7 +285,18 @@ impl Bed {
             start_test_nf(cfg.clone(), "edgeai-hangzhou", &dir, true).await,
             start_test_nf(cfg.clone(), "edgeai-london", &dir, true).await,
         ];
-        let cloud = start_test_nf(cfg.clone(), "cloudai", &dir, false).await;
+        let cloud = if real_cloud {
+            let ctx = NfContext::ephemeral(cfg.clone(), "cloudai", db_in(&dir, "cloudai").await)
+                .await
+                .expect("cloud AI context");
+            TestNf {
+                running: netgpt_cloudai::start(ctx).await.expect("start cloud AI"),
+                calls: Calls::default(),
+                knobs: Knobs::default(),
+            }
+        } else {
+            start_test_nf(cfg.clone(), "cloudai", &dir, false).await
+        };
         let cmp_ctx = NfContext::ephemeral(cfg.clone(), "cmp", db_in(&dir, "cmp").await)
             .await
             .expect("CmP context");
