@@ -454,13 +454,12 @@ impl Engine {
         let runs = self.inner.store.unfinished_runs().await?;
         let mut ids = Vec::new();
         for stored in runs {
-            if self.is_active(&stored.record.id) {
-                continue;
-            }
-            ids.push(stored.record.id.clone());
-            tracing::info!(run = %stored.record.id, workflow = %stored.record.workflow, "resuming workflow run");
+            let (id, workflow) = (stored.record.id.clone(), stored.record.workflow.clone());
             let plan = Plan::new(stored.spec.clone());
-            self.launch(plan, stored, true);
+            if self.launch(plan, stored, true) {
+                tracing::info!(run = %id, workflow = %workflow, "resuming workflow run");
+                ids.push(id);
+            }
         }
         Ok(ids)
     }
@@ -473,14 +472,17 @@ impl Engine {
             .contains_key(run_id)
     }
 
-    fn launch(&self, plan: Plan, stored: StoredRun, resumed: bool) {
-        let (tx, _) = watch::channel(false);
+    /// Starts the run's driver unless the run already executes here (checked and recorded
+    /// under one lock, so concurrent resumes never start a run twice).
+    fn launch(&self, plan: Plan, stored: StoredRun, resumed: bool) -> bool {
         let id = stored.record.id.clone();
-        self.inner
-            .active
-            .lock()
-            .expect("engine lock")
-            .insert(id.clone(), tx);
+        {
+            let mut active = self.inner.active.lock().expect("engine lock");
+            if active.contains_key(&id) {
+                return false;
+            }
+            active.insert(id.clone(), watch::channel(false).0);
+        }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let driver = Driver::new(inner.clone(), Arc::new(plan), stored);
@@ -492,6 +494,7 @@ impl Engine {
                 let _ = tx.send(true);
             }
         });
+        true
     }
 }
 
