@@ -152,35 +152,63 @@ unsafe fn attend_row_avx2(q: &[f32], cache: &LayerKv, pos: usize, dims: Dims, y:
     // The same code, compiled with 256-bit vectors.
     attend_row_generic(q, cache, pos, dims, y)
 }
-
 #[inline(always)]
 fn attend_row_generic(q: &[f32], cache: &LayerKv, pos: usize, dims: Dims, y: &mut [f32]) {
     let (hd, kv) = (dims.head_dim, dims.kv());
     let rep = dims.heads / dims.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let n = pos + 1;
-    let mut scores = vec![0f32; n];
-    for h in 0..dims.heads {
-        let g = h / rep;
-        let qh = &q[h * hd..][..hd];
-        let mut max = f32::NEG_INFINITY;
-        for (j, s) in scores.iter_mut().enumerate() {
+    // The `rep` query heads sharing a kv head go over its keys and values together, so each
+    // cached row is read once per group, not once per query head.
+    let mut scores = vec![0f32; rep * n];
+    for g in 0..dims.kv_heads {
+        for j in 0..n {
             let kj = &cache.k[j * kv + g * hd..][..hd];
-            *s = dot(qh, kj) * scale;
-            max = max.max(*s);
+            for r in 0..rep {
+                let qh = &q[(g * rep + r) * hd..][..hd];
+                scores[r * n + j] = dot(qh, kj) * scale;
+            }
         }
-        let mut sum = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+        for s in scores.chunks_exact_mut(n) {
+            let max = s
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+            let mut sum = 0f32;
+            for v in s.iter_mut() {
+                *v = fast_exp(*v - max);
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            s.iter_mut().for_each(|v| *v *= inv);
         }
-        let yh = &mut y[h * hd..][..hd];
-        let inv = 1.0 / sum;
-        for (j, &p) in scores.iter().enumerate() {
+        let yg = &mut y[g * rep * hd..][..rep * hd];
+        for j in 0..n {
             let vj = &cache.v[j * kv + g * hd..][..hd];
-            axpy(yh, p * inv, vj);
+            for (r, yh) in yg.chunks_exact_mut(hd).enumerate() {
+                axpy(yh, scores[r * n + j], vj);
+            }
         }
     }
+}
+
+/// `e^x` for `x <= 0` (softmax after subtracting the maximum), to about 2 ulp: a degree-6
+/// polynomial on the reduced argument, scaled by a power of two built from the exponent
+/// bits. Unlike a libm call, it vectorises.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let x = x.max(-87.0);
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668 + r * (0.008_333_452 + r * 0.001_388_949)))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// Dot product with eight independent accumulators (so it vectorises without reassociating).
@@ -282,6 +310,16 @@ mod tests {
         }
         assert_eq!(caches[0].len(kv), 3);
         assert_eq!(caches[1].len(kv), 1);
+    }
+
+    #[test]
+    fn fast_exp_matches_exp_where_softmax_uses_it() {
+        for i in 0..=8_000 {
+            let x = -(i as f32) * 0.01;
+            let (a, b) = (fast_exp(x), x.exp());
+            assert!((a - b).abs() <= 4.0 * f32::EPSILON * b, "{x}: {a} vs {b}");
+        }
+        assert!(fast_exp(-1000.0) < 1e-37);
     }
 
     #[test]
