@@ -36,7 +36,7 @@ name: crash
 steps:
   - {{ id: a, operation: work, params: {{ ms: 100 }} }}
   - {{ id: fast, operation: work, params: {{ ms: 100 }}, inputs: {{ from: $steps.a.output.step }} }}
-  - {{ id: slow, operation: work, params: {{ ms: 2500 }}, inputs: {{ from: $steps.a.output.step }}, idempotent: {idempotent} }}
+  - {{ id: slow, operation: work, params: {{ ms: 3500 }}, inputs: {{ from: $steps.a.output.step }}, idempotent: {idempotent} }}
   - {{ id: join, operation: work, params: {{ ms: 50 }}, inputs: {{ l: $steps.fast.output.step, r: $steps.slow.output.step }} }}
   - {{ id: last, operation: work, params: {{ ms: 50 }}, inputs: {{ j: $steps.join.output.step }} }}
 "#
