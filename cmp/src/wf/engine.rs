@@ -25,6 +25,14 @@
 //! unknown outcome and is executed again only when declared `idempotent`, else it is failed
 //! with "outcome unknown after restart, step not idempotent" and the run fails.
 //! One engine process owns a store's unfinished runs.
+//!
+//! Executors must not block: a step whose future completes at its first poll (an in-process
+//! operation) is finished inline by the run's driver, without a task of its own; any other
+//! step runs as its own tokio task, concurrently with its siblings.
+//!
+//! Cancellation: dropping the future of [`Engine::run`] or [`Engine::wait`] leaves the run
+//! executing in the background; if the process dies, the store holds each step as
+//! `pending`, `running` (outcome unknown) or final, which is what resuming needs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
