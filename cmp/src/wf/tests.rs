@@ -520,13 +520,13 @@ steps:
 async fn an_exceeded_budget_fails_the_run() {
     let (engine, _) = mem_engine();
     let s = spec(
-        "name: b\nbudgetMs: 100\nsteps:\n  - { id: a, operation: echo }\n  - { id: slow, operation: sleep, params: { ms: 10000 }, after: [a] }\n",
+        "name: b\nbudgetMs: 300\nsteps:\n  - { id: a, operation: echo }\n  - { id: slow, operation: sleep, params: { ms: 10000 }, after: [a] }\n",
     );
     let r = engine.run(&s, json!({}), BTreeMap::new()).await.unwrap();
     assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(
         r.error.as_deref(),
-        Some("run latency budget of 100 ms exceeded")
+        Some("run latency budget of 300 ms exceeded")
     );
     assert_eq!(step(&r, "a").status, StepStatus::Succeeded);
     assert_eq!(step(&r, "slow").status, StepStatus::Failed);
