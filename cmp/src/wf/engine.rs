@@ -9,7 +9,9 @@
 //!   referring step (a condition sees such a field as `null` instead).
 //! - Per attempt the engine enforces the step's timeout (`timeoutMs`, else the engine's
 //!   default); a retryable error or a timeout is retried after the policy's backoff, up to
-//!   `retry.limit` retries. A fatal error, or the last failed attempt, fails the step, and a
+//!   `retry.limit` retries (failures counted since the step was last started in this
+//!   process: an attempt cut off by a crash is no failure). A fatal error, the last failed
+//!   attempt, or an attempt cut short by the run's budget fails the step, and a
 //!   failed step fails the run: steps still in flight are aborted and recorded failed.
 //! - `budgetMs` bounds the whole run (from its start, across restarts): when it is spent
 //!   the run fails with "run latency budget of N ms exceeded".
