@@ -730,3 +730,33 @@ async fn finished_runs_keep_their_records_in_the_memory_store_too() {
     assert_eq!(r.steps[0].output, Some(json!({"v": 7})));
     assert!(store.unfinished_runs().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn wide_fan_out_writes_in_chunks_and_reads_back() {
+    // 300 steps complete together: one write of 300 rows, in chunks of 256, 32, 8 and 4.
+    let dir = tempfile::tempdir().unwrap();
+    for (url, store) in sql_stores(dir.path()).await {
+        let engine = Engine::new(store.clone(), Arc::new(bench::NoopExecutor));
+        let s = bench::fan_out(300);
+        let r = engine.run(&s, json!({}), BTreeMap::new()).await.unwrap();
+        assert_eq!(r.status, RunStatus::Succeeded, "{url}");
+        let stored = store.get_run(&r.id).await.unwrap().unwrap();
+        assert_eq!(stored.steps.len(), 302);
+        assert!(
+            stored
+                .steps
+                .iter()
+                .all(|x| x.status == StepStatus::Succeeded && x.attempts == 1),
+            "{url}"
+        );
+        assert_eq!(
+            stored
+                .steps
+                .iter()
+                .map(|x| x.step_id.as_str())
+                .collect::<Vec<_>>(),
+            s.steps.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+            "steps come back in workflow order"
+        );
+    }
+}
