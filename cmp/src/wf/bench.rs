@@ -187,6 +187,9 @@ pub enum BenchError {
     /// A run did not succeed.
     #[error("benchmark run failed: {0}")]
     RunFailed(String),
+    /// A store could not be opened (which one, and why).
+    #[error("{0}")]
+    Open(String),
     /// I/O (temporary folder).
     #[error("benchmark: {0}")]
     Io(#[from] std::io::Error),
@@ -399,7 +402,10 @@ pub async fn bench_engine(o: &BenchOptions) -> Result<BenchReport, BenchError> {
         let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
     }
     if let Some(pg) = &o.postgres_url {
-        let store = Arc::new(SqlStore::connect(pg).await?);
+        let store =
+            Arc::new(SqlStore::connect(pg).await.map_err(|e| {
+                BenchError::Open(format!("cannot open the PostgreSQL run store: {e}"))
+            })?);
         rows.extend(
             bench_store(
                 store.clone(),
