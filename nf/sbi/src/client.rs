@@ -19,6 +19,11 @@
 //! `429/502/503/504` answers are retried only for idempotent methods (GET, HEAD, PUT,
 //! DELETE, OPTIONS). Backoff doubles from [`ClientConfig::backoff`], honours
 //! `Retry-After` when it fits the deadline, and stops after [`ClientConfig::max_retries`].
+//!
+//! Tracing: a call is one span of kind client named after its operation (all attempts
+//! inside it), with `nf.name`, `sbi.service`, `http.request.method`, `url.full`,
+//! `http.response.status_code`; it injects W3C `traceparent` into the request so the
+//! peer's server span is its child (see [`crate::telemetry`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +37,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode, Version};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::metrics;
 use crate::problem::ProblemDetails;
@@ -423,7 +429,45 @@ impl SbiRequest {
     }
 
     /// Sends the call; a non-2xx answer is [`ClientError::Status`] with its ProblemDetails.
-    pub async fn send(self) -> Result<SbiResponse, ClientError> {
+    pub async fn send(mut self) -> Result<SbiResponse, ClientError> {
+        let operation = self
+            .operation
+            .clone()
+            .unwrap_or_else(|| self.method.as_str().to_ascii_lowercase());
+        let service = self
+            .service
+            .clone()
+            .unwrap_or_else(|| service_of_url(&self.url));
+        let span = tracing::info_span!(
+            "sbi_client",
+            otel.name = %operation,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            nf.name = %self.client.cfg.nf,
+            sbi.service = %service,
+            http.request.method = %self.method,
+            url.full = %self.url,
+            http.response.status_code = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+        );
+        crate::telemetry::inject(&span, &mut self.headers);
+        let result = self.send_attempts().instrument(span.clone()).await;
+        match &result {
+            Ok(resp) => {
+                span.record("http.response.status_code", resp.status.as_u16());
+            }
+            Err(e) => {
+                if let Some(status) = e.status() {
+                    span.record("http.response.status_code", status.as_u16());
+                }
+                span.record("otel.status_code", "error");
+                span.record("error.type", error_type(e));
+            }
+        }
+        result
+    }
+
+    async fn send_attempts(self) -> Result<SbiResponse, ClientError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -610,6 +654,20 @@ impl SbiRequest {
         let resp = self.send().await?;
         resp.json()
             .map_err(|error| ClientError::Decode { url, error })
+    }
+}
+
+/// The `error.type` span attribute of a failed call.
+fn error_type(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Status { .. } => "status",
+        ClientError::Timeout { .. } => "timeout",
+        ClientError::Connect { .. } => "connect",
+        ClientError::Transport { .. } => "transport",
+        ClientError::Decode { .. } => "decode",
+        ClientError::Request(_) => "request",
+        ClientError::Token(_) => "token",
+        ClientError::NoProducer { .. } => "no_producer",
     }
 }
 

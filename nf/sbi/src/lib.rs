@@ -12,6 +12,8 @@
 //! - [`metrics`]: the process-wide Prometheus recorder.
 //! - [`openapi`]: `sbi-specs/<service>.yaml` writer and the drift check.
 //! - [`tls`]: optional TLS for the server (ALPN `h2`, HTTP/1.1 fallback).
+//! - [`telemetry`]: stderr logs and OpenTelemetry traces over OTLP (`OTEL_*` variables),
+//!   W3C `traceparent` on every SBI call.
 
 pub mod client;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod nrf_client;
 pub mod openapi;
 pub mod problem;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 
 pub use client::{ClientError, SbiClient};

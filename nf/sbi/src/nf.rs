@@ -295,7 +295,9 @@ impl NfContext {
         let profile = (self.nf_type != NfType::NRF)
             .then(|| self.profile(&names.iter().map(String::as_str).collect::<Vec<_>>()));
         // The NF's own unlabelled metrics (`amf_...`) show on its /metrics whatever its name.
-        let app = app.metrics_prefix(format!("{}_", self.nf_type.as_str().to_ascii_lowercase()));
+        let app = app
+            .metrics_prefix(format!("{}_", self.nf_type.as_str().to_ascii_lowercase()))
+            .nf_type(self.nf_type.as_str());
         self.launch_with_profile(app.build(), profile).await
     }
 
@@ -497,6 +499,8 @@ impl RunningNf {
                 self.server.abort();
             }
         }
+        // The spans of the requests just drained leave now, not at the next export tick.
+        let _ = tokio::task::spawn_blocking(crate::telemetry::flush).await;
     }
 }
 

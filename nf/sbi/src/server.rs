@@ -24,6 +24,12 @@
 //! put in the response, else the `operationId` of the route in the service's OpenAPI
 //! document, else the route template), `method` and `status`.
 //! Unknown routes are counted with service `unknown`, operation `unmatched`.
+//!
+//! Every service request is also a tracing span of kind server named after the same
+//! operation (`NFDiscover`, `ProvideLocationInfo`), a child of the caller's span when the
+//! request carries W3C `traceparent` (see [`crate::telemetry`]); attributes `nf.name`,
+//! `nf.type`, `sbi.service`, `http.request.method`, `http.route`,
+//! `http.response.status_code`; status error for 5xx.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +43,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use utoipa::openapi::path::PathItem;
 use utoipa::openapi::{Info, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -116,11 +124,14 @@ pub struct NfApp {
     body_limit: usize,
     version: String,
     metric_prefixes: Vec<String>,
+    nf_type: Option<String>,
 }
 
 #[derive(Clone)]
 struct Meter {
     nf: Arc<str>,
+    /// NF type (`AMF`) for the server spans; empty when unknown.
+    nf_type: Arc<str>,
     service: Arc<str>,
     /// (METHOD, route template) -> operationId from the service's OpenAPI document.
     ops: Arc<HashMap<(String, String), String>>,
@@ -138,7 +149,15 @@ impl NfApp {
             body_limit: DEFAULT_BODY_LIMIT,
             version: "1.0.0".into(),
             metric_prefixes: vec![prefix],
+            nf_type: None,
         }
+    }
+
+    /// Sets the NF type (`AMF`) the server spans carry as `nf.type`
+    /// ([`crate::NfContext::launch`] sets it).
+    pub fn nf_type(mut self, nf_type: impl Into<String>) -> Self {
+        self.nf_type = Some(nf_type.into());
+        self
     }
 
     /// Also shows, on this NF's `/metrics`, series without an `nf` label whose name starts
@@ -218,10 +237,12 @@ impl NfApp {
     pub fn build(self) -> Router {
         let merged = self.openapi();
         let nf: Arc<str> = Arc::from(self.nf.as_str());
+        let nf_type: Arc<str> = Arc::from(self.nf_type.as_deref().unwrap_or_default());
         let mut app = Router::new();
         for s in self.services {
             let meter = Meter {
                 nf: nf.clone(),
+                nf_type: nf_type.clone(),
                 service: Arc::from(s.name.as_str()),
                 ops: Arc::new(operation_ids(&s.doc)),
                 body_limit: self.body_limit,
@@ -318,6 +339,23 @@ async fn meter_inbound(State(m): State<Meter>, req: Request, next: Next) -> Resp
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let declared_op = template
+        .as_ref()
+        .and_then(|t| m.ops.get(&(method.as_str().to_owned(), t.clone())));
+    // Named after the OpenAPI operationId now; renamed below if the handler names another.
+    let span = tracing::info_span!(
+        "sbi_server",
+        otel.name = declared_op.map_or("unmatched", String::as_str),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        nf.name = %m.nf,
+        "nf.type" = %m.nf_type,
+        sbi.service = %m.service,
+        http.request.method = %method,
+        http.route = template.as_deref().unwrap_or("unmatched"),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let _ = span.set_parent(crate::telemetry::extract(req.headers()));
     let resp = match declared {
         // Refuse before reading: handlers that never read the body would otherwise accept it.
         Some(len) if len > m.body_limit as u64 => ProblemDetails::new(
@@ -329,7 +367,7 @@ async fn meter_inbound(State(m): State<Meter>, req: Request, next: Next) -> Resp
             ),
         )
         .into_response(),
-        _ => next.run(req).await,
+        _ => next.run(req).instrument(span.clone()).await,
     };
     let template = template.unwrap_or_else(|| "unmatched".to_owned());
     let operation = resp
@@ -342,6 +380,12 @@ async fn meter_inbound(State(m): State<Meter>, req: Request, next: Next) -> Resp
                 .cloned()
         })
         .unwrap_or(template);
+    let status = resp.status().as_u16();
+    span.record("otel.name", operation.as_str());
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
     metrics::record_inbound(
         &m.nf,
         &m.service,
