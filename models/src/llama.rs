@@ -1024,6 +1024,44 @@ mod q41 {
         }
     }
 
+    #[cfg(test)]
+    #[test]
+    fn simd_quantization_equals_scalar_round_half_even() {
+        if !available() {
+            return;
+        }
+        let mut seed = 7u32;
+        let row: Vec<f32> = (0..32 * 40)
+            .map(|i| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let v = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+                if i % 97 == 0 {
+                    0.0
+                } else {
+                    v * (1.0 + (i % 13) as f32)
+                }
+            })
+            .collect();
+        let blank = Act {
+            q: [0; QK],
+            d: 0.0,
+            s: 0.0,
+            sum: 0,
+        };
+        let mut got = vec![blank; 40];
+        // SAFETY: available() checked the features.
+        unsafe { quantize_row(&row, &mut got) };
+        for (x, a) in row.chunks_exact(QK).zip(&got) {
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let want: Vec<i8> = x.iter().map(|v| (v * id).round_ties_even() as i8).collect();
+            assert_eq!(a.q.to_vec(), want);
+            assert_eq!(a.sum, want.iter().map(|&q| q as i32).sum::<i32>());
+            assert_eq!(a.d, d);
+        }
+    }
+
     #[inline(always)]
     unsafe fn bcast4(q: &[i8; QK], off: usize) -> std::arch::x86_64::__m512i {
         std::arch::x86_64::_mm512_set1_epi32(std::ptr::read_unaligned(
