@@ -268,7 +268,7 @@ fn compose_file_references_exist_images_pinned_nfs_checked() {
             Value::Mapping(m) => m.keys().map(|k| s(k, &what).to_owned()).collect(),
             other => panic!("{what}: not on a network ({other:?})"),
         };
-        assert_eq!(nets, [net_name.clone()], "{what}: networks");
+        assert_eq!(nets, std::slice::from_ref(net_name), "{what}: networks");
         // Files it mounts or reads exist.
         if let Some(vols) = svc.get("volumes") {
             for v in strings(vols, &what) {
