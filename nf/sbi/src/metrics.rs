@@ -32,6 +32,55 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// Kind of a catalogued series family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter (`_total`).
+    Counter,
+    /// Value that goes up and down.
+    Gauge,
+    /// Distribution (rendered as a histogram with buckets or as a summary with quantiles).
+    Histogram,
+}
+
+/// The metric catalogue of the testbed: every series family an NF of this workspace records,
+/// with its HELP text. Described once when the recorder is installed, so each `/metrics`
+/// carries `# HELP` lines (`promtool check metrics` requires them) whichever NFs share the
+/// process. docs/metrics.md documents the same names with labels, units and TS 28.552
+/// mappings; tests/e2e/prometheus.rs keeps the two in step.
+pub const CATALOGUE: &[(&str, MetricKind, &str)] = &[
+    (INBOUND_REQUESTS, MetricKind::Counter, "SBI requests served by this NF, by service, operation, method and HTTP status."),
+    (INBOUND_DURATION, MetricKind::Histogram, "Time to serve an SBI request, in seconds."),
+    (OUTBOUND_REQUESTS, MetricKind::Counter, "SBI requests this NF sent, by target service, operation, method and HTTP status (error: no response)."),
+    (OUTBOUND_DURATION, MetricKind::Histogram, "Time until the answer of an SBI request this NF sent, in seconds."),
+    ("nrf_registered_nf_instances", MetricKind::Gauge, "NF instances registered in the NRF, by NF type and NF status."),
+    ("nrf_nf_registrations_total", MetricKind::Counter, "NFRegister requests handled by the NRF, by NF type and result."),
+    ("nrf_nf_deregistrations_total", MetricKind::Counter, "NFDeregister requests handled by the NRF, by NF type."),
+    ("nrf_heartbeat_expiries_total", MetricKind::Counter, "NF instances the NRF marked SUSPENDED after missed heartbeats, by NF type."),
+    ("nrf_nf_discover_total", MetricKind::Counter, "NFDiscover requests handled by the NRF, by target NF type and result."),
+    ("amf_registered_ues", MetricKind::Gauge, "UEs in RM-REGISTERED state in this AMF."),
+    ("amf_location_requests_total", MetricKind::Counter, "UE location requests (namf-loc ProvideLocationInfo) answered by the AMF."),
+    ("amf_handovers_total", MetricKind::Counter, "Handovers (serving cell changes) the AMF executed."),
+    ("amf_notifications_total", MetricKind::Counter, "Event notifications the AMF sent to subscribers, by outcome."),
+    ("cloudai_requests_total", MetricKind::Counter, "Generation requests finished by the cloud AI function, by adapter and outcome."),
+    ("cloudai_prompt_tokens_total", MetricKind::Counter, "Prompt tokens the cloud AI function prefilled, by adapter."),
+    ("cloudai_generated_tokens_total", MetricKind::Counter, "Tokens the cloud AI function generated, by adapter."),
+    ("cloudai_queue_depth", MetricKind::Gauge, "Generation requests waiting for a batch slot."),
+    ("cloudai_running_sequences", MetricKind::Gauge, "Sequences in the running decode batch."),
+    ("cloudai_batch_size", MetricKind::Histogram, "Sequences per decode step of the continuous batch."),
+    ("cloudai_step_duration_seconds", MetricKind::Histogram, "Time of one decode step of the batch, in seconds."),
+    ("cloudai_decode_tokens_per_second", MetricKind::Gauge, "Decode tokens per second of the last batch step (decoding sequences / step time)."),
+    ("cloudai_queue_wait_seconds", MetricKind::Histogram, "Time from a request's arrival to its admission into the running batch, in seconds."),
+    ("cloudai_time_to_first_token_seconds", MetricKind::Histogram, "Time from a request's arrival to its first generated token (TTFT), in seconds."),
+    ("cloudai_time_per_output_token_seconds", MetricKind::Histogram, "Time between consecutive generated tokens of a request (TPOT, one sample per token after the first), in seconds."),
+    ("cmp_workflow_runs_total", MetricKind::Counter, "Workflow runs finished by the CmP engine, by workflow and status."),
+    ("cmp_workflow_run_duration_seconds", MetricKind::Histogram, "Time from a workflow run's start to its end, in seconds."),
+    ("cmp_workflow_steps_total", MetricKind::Counter, "Workflow steps finished, by workflow, operation, node and status."),
+    ("cmp_workflow_step_duration_seconds", MetricKind::Histogram, "Time from a workflow step's first attempt to its end (retries included), in seconds."),
+    ("cmp_device_utilization_ratio", MetricKind::Gauge, "Busy share (busyUnits/units) of a device as its node last reported, 0 to 1."),
+    ("cmp_device_queue_length", MetricKind::Gauge, "Requests waiting for a device as its node last reported."),
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide Prometheus handle, installing the global `metrics` recorder on first use.
@@ -49,6 +98,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
             tracing::warn!(
                 "a global metrics recorder was already installed; /metrics will miss its series"
             );
+        }
+        for &(name, kind, help) in CATALOGUE {
+            match kind {
+                MetricKind::Counter => metrics::describe_counter!(name, help),
+                MetricKind::Gauge => metrics::describe_gauge!(name, help),
+                MetricKind::Histogram => metrics::describe_histogram!(name, help),
+            }
         }
         handle
     })
