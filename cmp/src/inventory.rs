@@ -459,6 +459,15 @@ impl Inventory {
         let now = Utc::now();
         for r in report.devices {
             if let Some(d) = node.devices.iter_mut().find(|d| d.device_id == r.device_id) {
+                // Device utilisation as Prometheus sees it (docs/metrics.md).
+                let labels = [
+                    ("node", id.to_owned()),
+                    ("device", d.device_id.clone()),
+                    ("kind", d.kind.to_string()),
+                ];
+                metrics::gauge!("cmp_device_utilization_ratio", &labels)
+                    .set(f64::from(r.busy_units) / f64::from(d.units.max(1)));
+                metrics::gauge!("cmp_device_queue_length", &labels).set(f64::from(r.queue_length));
                 d.load = Some(DeviceLoad {
                     busy_units: r.busy_units,
                     queue_length: r.queue_length,

@@ -750,6 +750,16 @@ impl Driver {
                 batch.push(rec.clone());
             }
         }
+        let finished_at = Utc::now();
+        record_run_metrics(
+            &self.plan.spec.name,
+            if failure.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            },
+            (finished_at - self.started_at).to_std().unwrap_or_default(),
+        );
         let finish = match failure {
             Some(error) => RunFinish {
                 status: RunStatus::Failed,
@@ -781,6 +791,16 @@ impl Driver {
         let rec = &mut self.steps[out.step];
         rec.attempts = out.attempts;
         rec.finished_at = Some(out.finished_at);
+        record_step_metrics(
+            &self.plan.spec.name,
+            &self.plan.spec.steps[out.step].operation,
+            rec,
+            if out.result.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+        );
         match out.result {
             Ok(v) => {
                 rec.status = StepStatus::Succeeded;
@@ -1028,6 +1048,34 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// Records a finished run: `cmp_workflow_runs_total` and `cmp_workflow_run_duration_seconds`
+/// (labels `workflow`, `status`), catalogued in docs/metrics.md.
+fn record_run_metrics(workflow: &str, status: &'static str, elapsed: Duration) {
+    let labels = [
+        ("workflow", workflow.to_owned()),
+        ("status", status.to_owned()),
+    ];
+    metrics::counter!("cmp_workflow_runs_total", &labels).increment(1);
+    metrics::histogram!("cmp_workflow_run_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records a finished step: `cmp_workflow_steps_total` and `cmp_workflow_step_duration_seconds`
+/// (labels `workflow`, `operation`, `node`, `status`); the duration runs from its first
+/// attempt's start, so retries count in it.
+fn record_step_metrics(workflow: &str, operation: &str, rec: &StepRecord, status: &'static str) {
+    let labels = [
+        ("workflow", workflow.to_owned()),
+        ("operation", operation.to_owned()),
+        ("node", rec.node.clone().unwrap_or_default()),
+        ("status", status.to_owned()),
+    ];
+    metrics::counter!("cmp_workflow_steps_total", &labels).increment(1);
+    if let (Some(start), Some(end)) = (rec.started_at, rec.finished_at) {
+        let d = (end - start).to_std().unwrap_or_default();
+        metrics::histogram!("cmp_workflow_step_duration_seconds", &labels).record(d.as_secs_f64());
     }
 }
 
