@@ -35,5 +35,12 @@ else
     echo "anrg-saga could not be installed: the saga cross-check will be skipped" >&2
 fi
 
+echo "== setup: docker-compose and kubernetes-validate (offline checks of deploy/)"
+if deploy_env=$(bash .ci/deploy-tools.sh); then
+    eval "$deploy_env"
+else
+    echo "deploy tools could not be installed: the compose/Kubernetes validation will be skipped" >&2
+fi
+
 echo "== tests"
 cargo test --workspace "$@"
