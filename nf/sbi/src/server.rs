@@ -341,11 +341,12 @@ async fn meter_inbound(State(m): State<Meter>, req: Request, next: Next) -> Resp
         .and_then(|v| v.parse::<u64>().ok());
     let declared_op = template
         .as_ref()
-        .and_then(|t| m.ops.get(&(method.as_str().to_owned(), t.clone())));
+        .and_then(|t| m.ops.get(&(method.as_str().to_owned(), t.clone())))
+        .cloned();
     // Named after the OpenAPI operationId now; renamed below if the handler names another.
     let span = tracing::info_span!(
         "sbi_server",
-        otel.name = declared_op.map_or("unmatched", String::as_str),
+        otel.name = declared_op.as_deref().unwrap_or("unmatched"),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         nf.name = %m.nf,
@@ -374,14 +375,14 @@ async fn meter_inbound(State(m): State<Meter>, req: Request, next: Next) -> Resp
         .extensions()
         .get::<SbiOperation>()
         .map(|o| o.0.to_owned())
-        .or_else(|| {
-            m.ops
-                .get(&(method.as_str().to_owned(), template.clone()))
-                .cloned()
-        })
+        .or_else(|| declared_op.clone())
         .unwrap_or(template);
     let status = resp.status().as_u16();
-    span.record("otel.name", operation.as_str());
+    if declared_op.as_deref() != Some(operation.as_str()) {
+        // The span has started: rename it through OpenTelemetry (`otel.name` no longer applies).
+        use opentelemetry::trace::TraceContextExt;
+        span.context().span().update_name(operation.clone());
+    }
     span.record("http.response.status_code", status);
     if status >= 500 {
         span.record("otel.status_code", "error");
