@@ -46,6 +46,14 @@ fn tool(var: &str) -> Option<PathBuf> {
 /// Metric names of docs/metrics.md: the backticked name opening each table row, with
 /// whether the row is marked planned.
 fn documented() -> BTreeMap<String, bool> {
+    documented_rows()
+        .into_iter()
+        .map(|(name, (planned, _))| (name, planned))
+        .collect()
+}
+
+/// Each documented metric: (planned, its `type` cell).
+fn documented_rows() -> BTreeMap<String, (bool, String)> {
     let text = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");
     let mut names = BTreeMap::new();
     for line in text.lines() {
@@ -53,8 +61,13 @@ fn documented() -> BTreeMap<String, bool> {
             continue;
         };
         let Some(end) = rest.find('`') else { continue };
-        let first_cell = rest.split('|').next().unwrap_or_default();
-        names.insert(rest[..end].to_owned(), first_cell.contains("planned"));
+        let mut cells = rest.split('|');
+        let first_cell = cells.next().unwrap_or_default();
+        let kind = cells.next().unwrap_or_default().trim().to_owned();
+        names.insert(
+            rest[..end].to_owned(),
+            (first_cell.contains("planned"), kind),
+        );
     }
     names
 }
@@ -506,6 +519,7 @@ async fn every_nf_passes_promtool_and_a_real_prometheus_scrapes_it() {
     };
     let bed = bring_up().await;
     let docs = documented();
+    let rows = documented_rows();
     // Prometheus scrapes over HTTP/1.1: the NFs must answer it as well as h2c.
     let http1 = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -526,16 +540,32 @@ async fn every_nf_passes_promtool_and_a_real_prometheus_scrapes_it() {
             text.contains("sbi_inbound_requests_total{"),
             "{nf}: no SBI series:\n{text}"
         );
+        // NETGPT_METRICS_DUMP=<dir>: keep each exposition for a look (docs/metrics.md upkeep).
+        if let Ok(dir) = std::env::var("NETGPT_METRICS_DUMP") {
+            let _ = std::fs::write(Path::new(&dir).join(format!("{nf}.prom")), &text);
+        }
         let complaints = promtool_check(&promtool, &text).await;
         assert!(
             complaints.is_empty(),
             "{nf}: promtool check metrics: {complaints}\n--- exposition ---\n{text}"
         );
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
-            let name = line.split_whitespace().nth(2).unwrap_or_default();
+            let mut words = line.split_whitespace().skip(2);
+            let name = words.next().unwrap_or_default();
+            let kind = words.next().unwrap_or_default();
             assert!(
                 family(name, &docs).is_some_and(|f| !docs[f]),
                 "{nf} exports {name}, which docs/metrics.md does not catalogue"
+            );
+            // The documented type is the exported one.
+            let want = match kind {
+                "histogram" => "histogram (buckets)",
+                "summary" => "histogram (summary)",
+                other => other,
+            };
+            assert_eq!(
+                rows[name].1, want,
+                "{nf}: type of {name} in docs/metrics.md"
             );
         }
         let expect: &[&str] = match nf.as_str() {
