@@ -111,17 +111,15 @@ pub async fn start_configured(
     start_nf(ctx).await
 }
 
-/// Installs the log subscriber (`RUST_LOG` overrides `default`); harmless when one exists.
-pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Plain text when stderr is a file or a container log, colours on a terminal.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+/// Installs the log subscriber (`RUST_LOG` overrides `default`; harmless when one exists)
+/// and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the OTLP trace export with
+/// `service.name` = `OTEL_SERVICE_NAME`, else `service`. Hold the guard until the end:
+/// dropping it exports the last spans.
+pub fn init_logging(
+    default: &str,
+    service: &str,
+) -> anyhow::Result<netgpt_sbi::telemetry::TelemetryGuard> {
+    Ok(netgpt_sbi::telemetry::init(service, default)?)
 }
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
@@ -168,7 +166,7 @@ pub fn describe(nf: &RunningNf) -> String {
 }
 
 async fn run_one(name: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
-    init_logging("info");
+    let _telemetry = init_logging("info", name)?;
     let config = Arc::new(load_config(config.as_deref())?);
     let nf = nf_config(&config, name)?;
     if !is_known_type(&nf.nf_type) {

@@ -115,7 +115,7 @@ pub async fn bring_up(config: TestbedConfig) -> anyhow::Result<Testbed> {
 }
 
 async fn up(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    init_logging("warn");
+    let _telemetry = init_logging("warn", "netgpt")?;
     let config = load_config(config_path.as_deref())?;
     let source = config_path.as_ref().map_or_else(
         || "embedded default".to_owned(),
