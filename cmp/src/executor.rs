@@ -14,6 +14,7 @@ use futures::FutureExt;
 use netgpt_sbi::models::nnrf::NfProfile;
 use netgpt_sbi::{ClientError, DiscoveryQuery, NrfClient, SbiClient};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::ops::{Catalog, Locality, Operation};
 use crate::wf::{StepCall, StepError, StepExecutor};
@@ -39,10 +40,35 @@ impl SbiExecutor {
         }
     }
 
-    #[tracing::instrument(name = "step_execute", skip_all, fields(
-        run = %call.run_id, step = %call.step_id, operation = %call.operation,
-        node = call.node.as_deref().unwrap_or("-"), attempt = call.attempt))]
+    /// One attempt of a step as a span (exported as a trace span when telemetry is on):
+    /// run, step, operation, node, device, attempt and, once it ends, its outcome
+    /// (`ok`, `retryable`, `fatal`). The SBI call it makes is its child.
     async fn call(&self, call: StepCall) -> Result<Value, StepError> {
+        let span = tracing::info_span!(
+            "step_execute",
+            otel.status_code = tracing::field::Empty,
+            run = %call.run_id,
+            step = %call.step_id,
+            operation = %call.operation,
+            node = call.node.as_deref().unwrap_or("-"),
+            device = call.device.as_deref().unwrap_or("-"),
+            attempt = call.attempt,
+            outcome = tracing::field::Empty,
+        );
+        let result = self.attempt(call).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StepError::Retryable(_)) => "retryable",
+            Err(StepError::Fatal(_)) => "fatal",
+        };
+        span.record("outcome", outcome);
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        result
+    }
+
+    async fn attempt(&self, call: StepCall) -> Result<Value, StepError> {
         let op = self
             .catalog
             .get(&call.operation)
