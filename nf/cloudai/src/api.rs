@@ -110,7 +110,7 @@ pub async fn generate(
         },
     )?;
     let admitted = procedures::admit(&ctx, messages, cfg, req.adapter.as_deref())?;
-    let g = procedures::collect(admitted.events).await?;
+    let g = procedures::collect(admitted).await?;
     Ok(Json(GenerateResponse {
         text: g.text,
         finish_reason: procedures::finish_reason(g.finish_reason).into(),

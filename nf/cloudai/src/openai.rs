@@ -414,7 +414,7 @@ pub async fn chat_completions(State(ctx): Ctx, body: Result<Bytes, BytesRejectio
             .keep_alive(KeepAlive::default())
             .into_response();
     }
-    match procedures::collect(admitted.events).await {
+    match procedures::collect(admitted).await {
         Ok(g) => Json(ChatCompletion {
             id,
             object: "chat.completion",

@@ -162,6 +162,9 @@ pub struct Admitted {
     pub events: mpsc::UnboundedReceiver<Event>,
     /// Prompt length after the chat template.
     pub prompt_tokens: usize,
+    /// The model-call span (`generate <model>`, GenAI attributes): a child of the request's
+    /// server span; [`collect`] records the output tokens and closes it.
+    pub span: tracing::Span,
 }
 
 /// Checks the conversation and adapter, tokenises, and queues the request; refuses at once
@@ -213,6 +216,18 @@ pub fn admit(
         ));
     }
     let prompt_tokens = prompt.len();
+    let span = tracing::info_span!(
+        "gen_ai_generate",
+        otel.name = %format_args!("generate {}", ctx.model_id),
+        otel.status_code = tracing::field::Empty,
+        "gen_ai.operation.name" = "generate",
+        "gen_ai.request.model" = %ctx.model_id,
+        "gen_ai.request.max_tokens" = cfg.max_new_tokens,
+        "gen_ai.usage.input_tokens" = prompt_tokens,
+        "gen_ai.usage.output_tokens" = tracing::field::Empty,
+        "gen_ai.response.finish_reasons" = tracing::field::Empty,
+        adapter = adapter.as_ref().map_or("", |(name, _)| name.as_str()),
+    );
     let (tx, rx) = mpsc::unbounded_channel();
     ctx.engine
         .submit(Job {
@@ -231,18 +246,34 @@ pub fn admit(
     Ok(Admitted {
         events: rx,
         prompt_tokens,
+        span,
     })
 }
 
-/// Waits for the end of an admitted request (its pieces are dropped: the result has the text).
-pub async fn collect(mut events: mpsc::UnboundedReceiver<Event>) -> Result<Generation, GenError> {
+/// Waits for the end of an admitted request (its pieces are dropped: the result has the
+/// text) and records its token counts on the model-call span.
+pub async fn collect(admitted: Admitted) -> Result<Generation, GenError> {
+    let Admitted {
+        mut events, span, ..
+    } = admitted;
     while let Some(ev) = events.recv().await {
         match ev {
             Event::Text(_) => {}
-            Event::Done(g) => return Ok(g),
-            Event::Failed(e) => return Err(GenError::Failed(e)),
+            Event::Done(g) => {
+                span.record("gen_ai.usage.output_tokens", g.usage.completion_tokens);
+                span.record(
+                    "gen_ai.response.finish_reasons",
+                    finish_reason(g.finish_reason),
+                );
+                return Ok(g);
+            }
+            Event::Failed(e) => {
+                span.record("otel.status_code", "error");
+                return Err(GenError::Failed(e));
+            }
         }
     }
+    span.record("otel.status_code", "error");
     Err(GenError::Failed("the decode loop stopped".into()))
 }
 
