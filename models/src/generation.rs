@@ -415,6 +415,27 @@ impl<C> Sequence<C> {
         })
     }
 
+    /// A sequence whose `cache` already holds the first `cached` tokens of `prompt` (a
+    /// shared prefix such as the system prompt, computed once): only the rest is fed.
+    pub fn with_cached_prefix(
+        prompt: Vec<u32>,
+        cached: usize,
+        cfg: GenerationConfig,
+        cache: C,
+        context_len: usize,
+        start: Instant,
+    ) -> Result<Self> {
+        if cached >= prompt.len() {
+            return Err(crate::Error::Invalid(format!(
+                "a cached prefix of {cached} tokens leaves nothing of a {}-token prompt to feed",
+                prompt.len()
+            )));
+        }
+        let mut seq = Self::new(prompt, cfg, cache, context_len, start)?;
+        seq.pending.drain(..cached);
+        Ok(seq)
+    }
+
     /// The tokens to feed next: up to `budget` of the prompt still to prefill, or the last
     /// sampled token.
     pub fn next_input(&self, budget: usize) -> &[u32] {

@@ -16,12 +16,18 @@ struct Cloud {
     nrf: TestNrf,
     running: RunningNf,
     base: String,
+    name: String,
     _dir: tempfile::TempDir,
 }
 
 /// Starts an NRF and the cloud AI function on the cached model; `None` (test skipped) when
 /// the model is not cached.
-async fn start(limits: impl FnOnce(&mut CloudAiConfig, &std::path::Path)) -> Option<Cloud> {
+/// `name` is the NF instance name, one per test: the `nf` label keeps each test's metrics
+/// apart in the process-wide recorder.
+async fn start(
+    name: &str,
+    limits: impl FnOnce(&mut CloudAiConfig, &std::path::Path),
+) -> Option<Cloud> {
     let Some(model) = netgpt_models::fetch::cached_cloud_model() else {
         eprintln!("cloud model not cached (run `netgpt models fetch`): skipped");
         return None;
@@ -30,6 +36,8 @@ async fn start(limits: impl FnOnce(&mut CloudAiConfig, &std::path::Path)) -> Opt
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config_with_nrf(&nrf.base);
     cfg.cloudai.model = Some(model);
+    let nf = cfg.nf["cloudai"].clone();
+    cfg.nf.insert(name.to_owned(), nf);
     limits(&mut cfg.cloudai, dir.path());
     let db = netgpt_sbi::db::connect(&format!(
         "sqlite://{}?mode=rwc",
@@ -37,15 +45,14 @@ async fn start(limits: impl FnOnce(&mut CloudAiConfig, &std::path::Path)) -> Opt
     ))
     .await
     .unwrap();
-    let ctx = NfContext::ephemeral(Arc::new(cfg), "cloudai", db)
-        .await
-        .unwrap();
+    let ctx = NfContext::ephemeral(Arc::new(cfg), name, db).await.unwrap();
     let base = ctx.api_root.clone();
     let running = netgpt_cloudai::start(ctx).await.expect("start cloud AI");
     Some(Cloud {
         nrf,
         running,
         base,
+        name: name.to_owned(),
         _dir: dir,
     })
 }
@@ -94,7 +101,7 @@ impl Cloud {
 
 #[tokio::test]
 async fn sbi_generation_through_nrf_discovery_with_usage() {
-    let Some(cloud) = start(|_, _| {}).await else {
+    let Some(cloud) = start("cloudai-sbi", |_, _| {}).await else {
         return;
     };
     // A consumer finds the function in the NRF, as an edge AI function does.
@@ -132,6 +139,40 @@ async fn sbi_generation_through_nrf_discovery_with_usage() {
     // Greedy by default: the same request gives the same text.
     let (_, again) = cloud.generate(body).await;
     assert_eq!(again["text"], v["text"]);
+    // And the text plain one-sequence generation gives (no batching, no cached system-prompt
+    // prefix): the serving machinery changes nothing in the answer.
+    let reference = tokio::task::spawn_blocking(|| {
+        use netgpt_models::chat::{ChatMessage, CloudLlm, Role};
+        let path = netgpt_models::fetch::cached_cloud_model().unwrap();
+        let mut llm = CloudLlm::from_gguf(&path).unwrap();
+        let cfg = netgpt_models::generation::GenerationConfig {
+            max_new_tokens: 24,
+            ..Default::default()
+        };
+        let msg = [ChatMessage::new(
+            Role::User,
+            "What is the capital of France?",
+        )];
+        llm.chat(&msg, &cfg, &mut |_| {}).unwrap().text
+    })
+    .await
+    .unwrap();
+    assert_eq!(v["text"].as_str().unwrap(), reference);
+    let metrics = h2_client()
+        .get(format!("{}/metrics", cloud.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "cloudai_prefix_cache_hits_total{{nf=\"{}\"}} 2",
+            cloud.name
+        )),
+        "the system-prompt prefix was not reused: {metrics}"
+    );
     let s = cloud.wait_status("idle", |s| s["running"] == 0).await;
     assert_eq!(s["maxBatch"], 32);
     cloud.stop().await;
@@ -139,7 +180,7 @@ async fn sbi_generation_through_nrf_discovery_with_usage() {
 
 #[tokio::test]
 async fn bad_input_gets_problem_details_and_does_not_disturb_others() {
-    let Some(cloud) = start(|c, _| c.max_prompt_tokens = 200).await else {
+    let Some(cloud) = start("cloudai-bad", |c, _| c.max_prompt_tokens = 200).await else {
         return;
     };
     let long = "word ".repeat(400);
@@ -229,7 +270,7 @@ async fn sse_data(mut r: reqwest::Response, stop_after: Option<usize>) -> Vec<St
 
 #[tokio::test]
 async fn openai_route_answers_streamed_and_not_like_the_sbi_service() {
-    let Some(cloud) = start(|_, _| {}).await else {
+    let Some(cloud) = start("cloudai-openai", |_, _| {}).await else {
         return;
     };
     let http = reqwest::Client::new(); // HTTP/1.1, as most OpenAI clients speak
@@ -347,7 +388,7 @@ async fn openai_route_answers_streamed_and_not_like_the_sbi_service() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_at_once_with_retry_after_and_a_gone_client_is_dropped() {
-    let Some(cloud) = start(|c, _| {
+    let Some(cloud) = start("cloudai-queue", |c, _| {
         c.max_batch = 1;
         c.max_queue = 1;
     })
@@ -417,7 +458,7 @@ async fn a_full_queue_refuses_at_once_with_retry_after_and_a_gone_client_is_drop
 
 #[tokio::test]
 async fn a_streaming_client_that_disconnects_stops_its_generation() {
-    let Some(cloud) = start(|_, _| {}).await else {
+    let Some(cloud) = start("cloudai-cancel", |_, _| {}).await else {
         return;
     };
     let r = reqwest::Client::new()
@@ -445,7 +486,11 @@ async fn a_streaming_client_that_disconnects_stops_its_generation() {
         .unwrap();
     let generated: f64 = metrics
         .lines()
-        .find(|l| l.starts_with("cloudai_generated_tokens_total") && l.contains("adapter=\"base\""))
+        .find(|l| {
+            l.starts_with("cloudai_generated_tokens_total")
+                && l.contains(&format!("nf=\"{}\"", cloud.name))
+                && l.contains("adapter=\"base\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("generated tokens counter");
@@ -483,7 +528,7 @@ fn write_adapter(dir: &std::path::Path, seed: u64) {
 
 #[tokio::test]
 async fn one_base_model_serves_several_adapters_in_one_batch() {
-    let Some(cloud) = start(|c, dir| {
+    let Some(cloud) = start("cloudai-adapters", |c, dir| {
         for (name, seed) in [("tenant-a", 1), ("tenant-b", 2)] {
             let d = dir.join(name);
             write_adapter(&d, seed);
@@ -552,7 +597,8 @@ async fn one_base_model_serves_several_adapters_in_one_batch() {
     for adapter in ["base", "tenant-a", "tenant-b"] {
         assert!(
             metrics.contains(&format!(
-                "cloudai_generated_tokens_total{{nf=\"cloudai\",adapter=\"{adapter}\"}}"
+                "cloudai_generated_tokens_total{{nf=\"{}\",adapter=\"{adapter}\"}}",
+                cloud.name
             )),
             "{adapter}: {metrics}"
         );
@@ -577,7 +623,7 @@ async fn the_openai_python_client_works_unchanged() {
         eprintln!("NETGPT_OPENAI_PYTHON unset (tests/run.sh sets it): skipped");
         return;
     };
-    let Some(cloud) = start(|_, _| {}).await else {
+    let Some(cloud) = start("cloudai-python", |_, _| {}).await else {
         return;
     };
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/openai_client.py");

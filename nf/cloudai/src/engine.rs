@@ -111,12 +111,14 @@ impl Engine {
     ) -> Self {
         let (tx, rx) = mpsc::channel(cfg.max_queue.max(1));
         let stats = Arc::new(EngineStats::default());
+        let prefix = shared_prefix(&model, &tokenizer);
         let looper = Loop {
             model,
             tokenizer,
             cfg: cfg.clone(),
             stats: stats.clone(),
             nf,
+            prefix,
         };
         std::thread::Builder::new()
             .name("cloudai-decode".into())
@@ -180,6 +182,10 @@ struct Loop {
     cfg: EngineConfig,
     stats: Arc<EngineStats>,
     nf: String,
+    /// Tokens every chat prompt without a system message starts with (the default system
+    /// turn) and their KV cache on the base model, computed once: a request that starts
+    /// with them (and uses no adapter, whose q/k/v would differ) skips their prefill.
+    prefix: Option<(Vec<u32>, KvCache)>,
 }
 
 impl Loop {
@@ -238,13 +244,32 @@ impl Loop {
             return None;
         }
         let ctx = self.model.config().max_position_embeddings;
-        match Sequence::new(
-            job.prompt,
-            job.cfg,
-            self.model.new_cache(),
-            ctx,
-            job.arrived,
-        ) {
+        let seq = match &self.prefix {
+            Some((tokens, cache))
+                if job.adapter.is_none()
+                    && job.prompt.len() > tokens.len()
+                    && job.prompt.starts_with(tokens) =>
+            {
+                metrics::counter!("cloudai_prefix_cache_hits_total", "nf" => self.nf.clone())
+                    .increment(1);
+                Sequence::with_cached_prefix(
+                    job.prompt,
+                    tokens.len(),
+                    job.cfg,
+                    cache.clone(),
+                    ctx,
+                    job.arrived,
+                )
+            }
+            _ => Sequence::new(
+                job.prompt,
+                job.cfg,
+                self.model.new_cache(),
+                ctx,
+                job.arrived,
+            ),
+        };
+        match seq {
             Ok(seq) => {
                 let adapter = label(&job.adapter).to_owned();
                 metrics::histogram!("cloudai_queue_wait_seconds", "nf" => self.nf.clone(), "adapter" => adapter)
@@ -406,4 +431,17 @@ impl Loop {
 /// The metrics label of an adapter (`base` for none).
 fn label(adapter: &Option<(String, Arc<ServingLora>)>) -> &str {
     adapter.as_ref().map_or("base", |(n, _)| n.as_str())
+}
+
+/// The default system turn's tokens and their KV cache (see [`Loop::prefix`]); `None` when
+/// the model cannot compute it (the engine then prefills every prompt whole).
+fn shared_prefix(model: &Llama, tokenizer: &Tokenizer) -> Option<(Vec<u32>, KvCache)> {
+    let text = netgpt_models::chat::render_chatml(&[], false);
+    let tokens = netgpt_models::tokenizer::encode(tokenizer, &text).ok()?;
+    if tokens.is_empty() {
+        return None;
+    }
+    let mut cache = model.new_cache();
+    model.forward_with_cache(&tokens, &mut cache).ok()?;
+    Some((tokens, cache))
 }
