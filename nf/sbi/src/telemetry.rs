@@ -264,6 +264,50 @@ pub(crate) fn inject(span: &tracing::Span, headers: &mut axum::http::HeaderMap) 
 mod tests {
     use super::*;
 
+    /// The only test of this binary that touches the `OTEL_*` variables (one test, so no race).
+    #[test]
+    fn config_from_the_standard_variables() {
+        let vars = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_SERVICE_NAME",
+            "OTEL_SDK_DISABLED",
+            "OTEL_TRACES_EXPORTER",
+        ];
+        let clear = || vars.iter().for_each(|v| std::env::remove_var(v));
+        clear();
+        let c = TelemetryConfig::from_env("amf", "info").unwrap();
+        assert_eq!((c.endpoint, c.service_name.as_str()), (None, "amf"));
+
+        std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317");
+        std::env::set_var("OTEL_SERVICE_NAME", "testbed");
+        let c = TelemetryConfig::from_env("amf", "info").unwrap();
+        assert_eq!(c.endpoint.as_deref(), Some("http://jaeger:4317"));
+        assert_eq!(c.service_name, "testbed");
+        std::env::set_var(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4317",
+        );
+        let c = TelemetryConfig::from_env("amf", "info").unwrap();
+        assert_eq!(c.endpoint.as_deref(), Some("http://collector:4317"));
+
+        std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        let e = TelemetryConfig::from_env("amf", "info").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf: only 'grpc' is supported"
+        );
+        std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+        assert!(TelemetryConfig::from_env("amf", "info").is_ok());
+
+        std::env::set_var("OTEL_TRACES_EXPORTER", "none");
+        let c = TelemetryConfig::from_env("amf", "info").unwrap();
+        assert_eq!(c.endpoint, None);
+        clear();
+    }
+
     #[test]
     fn logs_only_has_no_endpoint() {
         let c = TelemetryConfig::logs_only("amf", "info");
