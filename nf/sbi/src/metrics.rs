@@ -65,6 +65,7 @@ pub const CATALOGUE: &[(&str, MetricKind, &str)] = &[
     ("cloudai_requests_total", MetricKind::Counter, "Generation requests finished by the cloud AI function, by adapter and outcome."),
     ("cloudai_prompt_tokens_total", MetricKind::Counter, "Prompt tokens the cloud AI function prefilled, by adapter."),
     ("cloudai_generated_tokens_total", MetricKind::Counter, "Tokens the cloud AI function generated, by adapter."),
+    ("cloudai_prefix_cache_hits_total", MetricKind::Counter, "Requests whose prefill started from the cached KV of the default system turn."),
     ("cloudai_queue_depth", MetricKind::Gauge, "Generation requests waiting for a batch slot."),
     ("cloudai_running_sequences", MetricKind::Gauge, "Sequences in the running decode batch."),
     ("cloudai_batch_size", MetricKind::Histogram, "Sequences per decode step of the continuous batch."),
