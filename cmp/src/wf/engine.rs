@@ -494,7 +494,9 @@ impl Engine {
             active.insert(id.clone(), watch::channel(false).0);
         }
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        // The driver and its steps stay in the caller's span (the RunStart request), so a
+        // run is one trace with the calls its steps make.
+        let run = async move {
             let driver = Driver::new(inner.clone(), Arc::new(plan), stored);
             if let Err(e) = driver.drive(resumed).await {
                 // The store failed: the run stays unfinished there and resumes after a restart.
@@ -503,7 +505,8 @@ impl Engine {
             if let Some(tx) = inner.active.lock().expect("engine lock").remove(&id) {
                 let _ = tx.send(true);
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(run));
         true
     }
 }
@@ -681,7 +684,9 @@ impl Driver {
                 // A step done at its first poll (an in-process operation) is finished here;
                 // any other runs as a task of its own, concurrently with its siblings. (A
                 // future must accept a new waker at each poll, so the spawned task takes over.)
-                let mut task = Box::pin(self.step_task(i, deadline));
+                let mut task = Box::pin(tracing::Instrument::in_current_span(
+                    self.step_task(i, deadline),
+                ));
                 let mut cx = Context::from_waker(futures::task::noop_waker_ref());
                 match task.as_mut().poll(&mut cx) {
                     Poll::Ready(out) => done_now.push(out),
