@@ -42,5 +42,12 @@ else
     echo "deploy tools could not be installed: the compose/Kubernetes validation will be skipped" >&2
 fi
 
+echo "== setup: Prometheus and promtool (metrics checks)"
+if prom_env=$(bash .ci/prometheus.sh) && [ -n "$prom_env" ]; then
+    eval "$prom_env"
+else
+    echo "prometheus could not be installed: the Prometheus metrics tests will be skipped" >&2
+fi
+
 echo "== tests"
 cargo test --workspace "$@"
