@@ -8,7 +8,8 @@
 //! Layout: [`api`] (routes + OpenAPI, thin), [`context`] (state and procedures),
 //! [`inventory`] (nodes/devices/links, sqlx), [`workflows`] (definitions and run plans,
 //! sqlx), [`ops`] (operation catalogue), [`planner`] (workflow + inventory -> scheduler ->
-//! plan and pictures), [`executor`] (a step as an SBI call to the NF the plan designates).
+//! plan and pictures), [`executor`] (a step as an SBI call to the NF the plan designates),
+//! [`console`] (the testbed console web page at `/console/`).
 //!
 //! ```ignore
 //! let running = netgpt_cmp::start(NfContext::from_config(cfg, "cmp").await?).await?;
@@ -18,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod console;
 pub mod context;
 pub mod executor;
 pub mod inventory;
@@ -95,7 +97,12 @@ pub async fn start(ctx: NfContext) -> Result<RunningNf, NfError> {
 pub async fn start_with_state(ctx: NfContext) -> Result<(RunningNf, Arc<CmpContext>), NfError> {
     let state = context(&ctx).await?;
     let app = app(&ctx.name, state.clone());
-    let running = ctx.launch(app).await?;
+    // The console is a page for people, not an SBI service: merged beside the services,
+    // outside their OpenAPI documents and the NF profile (which lists SERVICES only).
+    let profile = ctx.profile(&SERVICES);
+    let console = console::router(console::Console::new(state.clone(), &ctx.config));
+    let router = app.metrics_prefix("cmp_").build().merge(console);
+    let running = ctx.launch_with_profile(router, Some(profile)).await?;
     // After launch: resumed steps call NFs, which may need this CmP registered first.
     match state.engine.resume_unfinished().await {
         Ok(ids) if !ids.is_empty() => tracing::info!(runs = ids.len(), "resumed unfinished runs"),
