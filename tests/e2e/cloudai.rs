@@ -87,6 +87,17 @@ impl Cloud {
         }
     }
 
+    async fn metrics(&self) -> String {
+        h2_client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn generate(&self, body: Value) -> (u16, Value) {
         let r = h2_client()
             .post(format!("{}/ncloudai-gen/v1/generate", self.base))
@@ -158,14 +169,7 @@ async fn sbi_generation_through_nrf_discovery_with_usage() {
     .await
     .unwrap();
     assert_eq!(v["text"].as_str().unwrap(), reference);
-    let metrics = h2_client()
-        .get(format!("{}/metrics", cloud.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cloud.metrics().await;
     assert!(
         metrics.contains(&format!(
             "cloudai_prefix_cache_hits_total{{nf=\"{}\"}} 2",
@@ -444,14 +448,7 @@ async fn a_full_queue_refuses_at_once_with_retry_after_and_a_gone_client_is_drop
         })
         .await;
     assert_eq!(s["cancelled"], 2, "{s}");
-    let metrics = h2_client()
-        .get(format!("{}/metrics", cloud.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cloud.metrics().await;
     assert!(metrics.contains("outcome=\"cancelled\""), "{metrics}");
     cloud.stop().await;
 }
@@ -476,14 +473,7 @@ async fn a_streaming_client_that_disconnects_stops_its_generation() {
         .wait_status("cancelled", |s| s["cancelled"] == 1 && s["running"] == 0)
         .await;
     assert_eq!(s["running"], 0);
-    let metrics = h2_client()
-        .get(format!("{}/metrics", cloud.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cloud.metrics().await;
     let generated: f64 = metrics
         .lines()
         .find(|l| {
@@ -577,14 +567,7 @@ async fn one_base_model_serves_several_adapters_in_one_batch() {
         "adapters listed"
     );
     // Per-adapter metrics.
-    let metrics = h2_client()
-        .get(format!("{}/metrics", cloud.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cloud.metrics().await;
     for series in [
         "cloudai_queue_depth",
         "cloudai_batch_size",
