@@ -28,7 +28,6 @@ fn sbi_name(f: Field) -> &'static str {
         Field::TopK => "topK",
         Field::RepetitionPenalty => "repetitionPenalty",
         Field::Stop => "stop",
-        Field::Adapter => "adapter",
     }
 }
 

@@ -252,7 +252,6 @@ fn oa_name(f: Field) -> &'static str {
         Field::TopK => "top_k",
         Field::RepetitionPenalty => "repetition_penalty",
         Field::Stop => "stop",
-        Field::Adapter => "model",
     }
 }
 
@@ -310,14 +309,7 @@ fn admit(
         ("frequency_penalty", req.frequency_penalty),
     ] {
         if v.is_some_and(|v| v != 0.0) {
-            return Err(bad(
-                format!("{name}: only 0 is supported"),
-                Some(if name == "presence_penalty" {
-                    "presence_penalty"
-                } else {
-                    "frequency_penalty"
-                }),
-            ));
+            return Err(bad(format!("{name}: only 0 is supported"), Some(name)));
         }
     }
     let adapter = if req.model == ctx.model_id {

@@ -29,8 +29,6 @@ pub enum Field {
     RepetitionPenalty,
     /// Stop strings.
     Stop,
-    /// The adapter.
-    Adapter,
 }
 
 /// Why a request was not served.
