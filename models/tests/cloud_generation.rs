@@ -1,6 +1,8 @@
 //! Cloud LLaMA generation on a tiny randomly initialised model (fast, no download), plus
 //! the ChatML template.
 
+mod support;
+
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -250,26 +252,7 @@ fn q8_0_quantized_model_agrees_with_f32() {
     let prompt = [4u32, 8, 15, 16, 23, 42];
     let a = f.forward(&prompt, 0).unwrap();
     let b = q.forward(&prompt, 0).unwrap();
-    let cos = (&a * &b)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        / (a.sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .sqrt()
-            * b.sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                .sqrt());
+    let cos = support::cosine_t(&a, &b);
     assert!(cos > 0.99, "Q8_0 and f32 logits cosine {cos}");
     let b1 = q.forward(&[7], prompt.len()).unwrap();
     assert_eq!(b1.dims(), &[97]);

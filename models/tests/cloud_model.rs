@@ -1,6 +1,8 @@
 //! The real cloud model (SmolLM2-135M-Instruct GGUF): loads, answers sensibly, and batched
 //! decoding gives the same greedy tokens as one-by-one. Skipped when the GGUF is not cached.
 
+mod support;
+
 use netgpt_models::chat::{ChatMessage, CloudLlm, Role};
 use netgpt_models::fetch;
 use netgpt_models::generation::{FinishReason, GenerationConfig};
@@ -160,26 +162,7 @@ fn hf_safetensors_loader_agrees_with_gguf_loader() {
         a.argmax(0).unwrap().to_scalar::<u32>().unwrap(),
         b.argmax(0).unwrap().to_scalar::<u32>().unwrap(),
     );
-    let cos = (&a * &b)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        / (a.sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .sqrt()
-            * b.sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                .sqrt());
+    let cos = support::cosine_t(&a, &b);
     eprintln!("top-1 hf {a_top} gguf {b_top}, cosine {cos}");
     assert_eq!(a_top, b_top);
     assert!(cos > 0.99, "logits cosine {cos}");

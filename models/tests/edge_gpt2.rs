@@ -1,6 +1,9 @@
 //! GPT-2 against the numpy port of Hugging Face's modeling_gpt2 (fixture made by
 //! `models/scripts/make_gpt2_fixture.py`), KV cache, checkpoint names, gradients.
 
+mod support;
+use support::max_diff;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,14 +40,6 @@ fn reference() -> (Vec<u32>, Vec<Vec<f32>>) {
         })
         .collect();
     (ids, logits)
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! `Llama` on the same weights, a fresh adapter changes nothing, merging equals the adapter,
 //! training lowers the loss with gradients only in the adapter, PEFT names.
 
+mod support;
+use support::{cosine, max_diff, norm};
+
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -44,13 +47,6 @@ fn last_logits(m: &TrainableLlama, a: Option<&LlamaLoraAdapter>) -> Vec<f32> {
         .unwrap()
         .to_vec1()
         .unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -160,9 +156,7 @@ fn cloud_gguf_loads_into_the_trainable_llama() {
     let dense_logits = dense.forward(&ids, 0).unwrap().to_vec1::<f32>().unwrap();
     let d_dense = max_diff(&got, &dense_logits);
     let d_quant = max_diff(&got, &want);
-    let dot: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let cos = dot / (norm(&got) * norm(&want));
+    let cos = cosine(&got, &want);
     eprintln!("vs dense: {d_dense}, vs quantized: {d_quant}, cosine {cos}");
     assert!(d_dense < 1e-3, "dense path differs by {d_dense}");
     assert_eq!(argmax(&got), argmax(&want));
@@ -326,9 +320,7 @@ fn served_adapter_on_the_gguf_model_matches_the_hf_layout_update() {
         .zip(run(None))
         .map(|(a, b)| a - b)
         .collect();
-    let dot: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let cos = dot / (norm(&got) * norm(&want));
+    let cos = cosine(&got, &want);
     eprintln!(
         "update norm {} (hf {}), cosine {cos}",
         norm(&got),
