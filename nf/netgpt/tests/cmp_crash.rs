@@ -4,8 +4,6 @@
 //! (`netgpt nf run cmp`), a real NRF, and a cloud AI function of the test's own that takes
 //! a while per call and records every call it gets.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,9 @@ use netgpt_sbi::config::{NfConfig, TestbedConfig};
 use netgpt_sbi::{NfApp, NfContext};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_netgpt");
+mod support;
+
+use support::nf_run;
 
 /// Prompts received by the test cloud AI function, in order.
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -26,30 +26,6 @@ async fn generate(State(calls): State<Calls>, Json(body): Json<Value>) -> Json<V
     calls.lock().unwrap().push(prompt.clone());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     Json(json!({"text": format!("answer to {prompt}"), "finishReason": "stop"}))
-}
-
-/// `netgpt nf run cmp` on an ephemeral port over `db_url`; the child and its API root.
-fn start_cmp(nrf: &str, db_url: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["nf", "run", "cmp"])
-        .env("NETGPT__NF__CMP__LISTEN", "127.0.0.1:0")
-        .env("NETGPT__NRF__URI", nrf)
-        .env("NETGPT__DATABASE__URL", db_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let root = line
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_else(|| panic!("no API root in {line:?}"))
-        .to_owned();
-    (child, root)
 }
 
 const WORKFLOW: &str = r#"
@@ -126,7 +102,7 @@ async fn a_killed_cmp_resumes_its_run_without_repeating_completed_steps() {
         .unwrap();
 
     let cmp_db = db("cmp.db");
-    let (child, cmp) = start_cmp(&nrf_uri, &cmp_db);
+    let (child, cmp) = nf_run("cmp", &cmp_db, Some(&nrf_uri));
     let http = reqwest::Client::builder()
         .http2_prior_knowledge()
         .timeout(Duration::from_secs(60))
@@ -166,7 +142,7 @@ async fn a_killed_cmp_resumes_its_run_without_repeating_completed_steps() {
     assert_eq!(before_restart, ["step one", "step two"]);
 
     // A new CmP process on the same database resumes the run.
-    let (mut child, cmp) = start_cmp(&nrf_uri, &cmp_db);
+    let (mut child, cmp) = nf_run("cmp", &cmp_db, Some(&nrf_uri));
     let t = Instant::now();
     let record = loop {
         let v: Value = http

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_netgpt");
+mod support;
+
+use support::{nf_run, BIN};
 
 struct Up {
     child: Child,
@@ -157,34 +159,6 @@ fn config_errors_are_one_line_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nf.smf"));
-}
-
-/// Starts `netgpt nf run <name>` on an ephemeral port; returns the child and its API root.
-fn nf_run(name: &str, db_url: &str, nrf_uri: Option<&str>) -> (Child, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["nf", "run", name])
-        .env(
-            format!("NETGPT__NF__{}__LISTEN", name.to_uppercase()),
-            "127.0.0.1:0",
-        )
-        .env("NETGPT__DATABASE__URL", db_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(uri) = nrf_uri {
-        cmd.env("NETGPT__NRF__URI", uri);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let root = line
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_else(|| panic!("no API root in {line:?}"))
-        .to_owned();
-    (child, root)
 }
 
 fn sigterm(mut child: Child) {
