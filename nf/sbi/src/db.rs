@@ -196,9 +196,21 @@ pub async fn connect(url: &str) -> Result<Db, DbError> {
     };
     if backend == Backend::Sqlite && !memory {
         // WAL lets readers and one writer proceed together: several NFs share the file.
-        sqlx::query("PRAGMA journal_mode=WAL")
-            .execute(&pool)
-            .await?;
+        // Switching the mode needs the file to itself and SQLite answers SQLITE_BUSY at once,
+        // without waiting on the busy timeout, while another process holds a write lock
+        // (e.g. an NF migrating at the same start): retry for up to the same five seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(e))
+                    if e.message().contains("locked") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(Db { pool, backend })
 }
