@@ -5,6 +5,7 @@
 //! training are their own modules and the model code is unaware of them.
 
 pub(crate) mod attention;
+pub mod analytics;
 pub mod bench;
 pub mod bpe;
 pub mod chat;
