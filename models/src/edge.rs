@@ -111,6 +111,68 @@ impl EdgeModel {
         Ok(bpe::decode(&self.tokenizer, &ids)?.trim().to_string())
     }
 
+    /// Greedy completions of several `(site, concise)` prompts decoded together with adapter
+    /// `adapter` (dynamic batching: one batched forward per step for all of them). Each
+    /// result is what [`EdgeModel::complete`] gives for that prompt alone (up to float
+    /// rounding). An invalid item fails only its own slot.
+    pub fn complete_batch(
+        &self,
+        items: &[(&str, &str)],
+        adapter: Option<&str>,
+    ) -> Result<Vec<Result<String>>> {
+        let ctx = self.model().config().n_positions;
+        let mut out: Vec<Option<Result<String>>> = Vec::with_capacity(items.len());
+        let mut prompts = Vec::new();
+        let mut slots = Vec::new();
+        for (i, (site, concise)) in items.iter().enumerate() {
+            if concise.trim().is_empty() {
+                out.push(Some(Err(Error::Invalid("empty concise prompt".into()))));
+                continue;
+            }
+            let ids = bpe::encode(&self.tokenizer, &bpe::edge_prompt(site, concise))?;
+            if ids.len() + 1 >= ctx {
+                out.push(Some(Err(Error::Invalid(format!(
+                    "prompt of {} tokens does not fit the context of {ctx}",
+                    ids.len()
+                )))));
+                continue;
+            }
+            out.push(None);
+            prompts.push(ids);
+            slots.push(i);
+        }
+        if !prompts.is_empty() {
+            let cfg = GenerationConfig {
+                max_new_tokens: 160,
+                stop_token_ids: self.end_ids.clone(),
+                ..Default::default()
+            };
+            let delta: Option<Arc<dyn gpt2::ProjDelta>> = match adapter {
+                None => None,
+                Some(n) => Some(
+                    self.registry
+                        .get(n)
+                        .ok_or_else(|| Error::Invalid(format!("no adapter {n}")))?,
+                ),
+            };
+            let lm = gpt2::Gpt2Batch::new(self.model().clone(), delta);
+            let gens =
+                generation::generate_batch(&lm, &self.tokenizer, &prompts, &cfg, &mut |_, _| {})?;
+            for (slot, g) in slots.into_iter().zip(gens) {
+                let ids: Vec<u32> = g
+                    .tokens
+                    .into_iter()
+                    .filter(|t| !self.end_ids.contains(t))
+                    .collect();
+                out[slot] = Some(bpe::decode(&self.tokenizer, &ids).map(|s| s.trim().to_string()));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every slot filled"))
+            .collect())
+    }
+
     /// Tokenises pairs into training examples (prompt masked by `prompt_len`).
     pub fn examples(&self, pairs: &[Pair]) -> Result<Vec<Example>> {
         encode_pairs(&self.tokenizer, pairs, self.model().config().n_positions)

@@ -504,3 +504,146 @@ impl CausalLm for Gpt2Lm {
         self.model.cfg.n_positions
     }
 }
+
+impl Gpt2 {
+    /// One decode step for several sequences at once: `tokens[i]` is appended to
+    /// `caches[i]` (each at its own position) and the logits `[n, vocab]` of the new positions
+    /// are returned. The projections and the MLP run once for the whole batch; attention runs
+    /// over the caches padded to the longest one, with the padding masked out.
+    pub fn decode_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+        delta: Option<&dyn ProjDelta>,
+    ) -> Result<Tensor> {
+        let n = tokens.len();
+        if n == 0 || n != caches.len() {
+            return Err(Error::Invalid(format!(
+                "decode_batch: {n} tokens for {} caches",
+                caches.len()
+            )));
+        }
+        let dev = self.wte.device();
+        let (e, nh) = (self.cfg.n_embd, self.cfg.n_head);
+        let hd = e / nh;
+        let pos: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        if let Some(&p) = pos.iter().find(|&&p| p + 1 > self.cfg.n_positions) {
+            return Err(Error::Invalid(format!(
+                "sequence of {} exceeds n_positions {}",
+                p + 1,
+                self.cfg.n_positions
+            )));
+        }
+        let total = pos.iter().max().copied().unwrap_or(0) + 1;
+        let ids = Tensor::new(tokens, dev)?;
+        let pos_ids = Tensor::new(pos.iter().map(|&p| p as u32).collect::<Vec<_>>(), dev)?;
+        let mut x = self
+            .wte
+            .index_select(&ids, 0)?
+            .add(&self.wpe.index_select(&pos_ids, 0)?)?
+            .reshape((n, 1, e))?;
+        // Sequence i sees its own keys 0..=pos[i]; the rest is padding.
+        let mask: Vec<f32> = pos
+            .iter()
+            .flat_map(|&p| (0..total).map(move |j| if j <= p { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (n, 1, 1, total), dev)?;
+        for c in caches.iter_mut() {
+            c.layers.resize(self.blocks.len(), None);
+        }
+        for (l, blk) in self.blocks.iter().enumerate() {
+            let proj = |p: Proj, h: &Tensor| -> Result<Tensor> {
+                let y = blk.proj[p as usize].forward(h)?;
+                match delta.map(|d| d.delta(l, p, h)).transpose()?.flatten() {
+                    Some(d) => Ok((y + d)?),
+                    None => Ok(y),
+                }
+            };
+            let h = blk.ln_1.forward(&x)?;
+            let qkv = proj(Proj::AttnCAttn, &h)?;
+            let split = |i: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(2, i * e, e)?
+                    .reshape((n, 1, nh, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let (mut ks, mut vs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for (i, c) in caches.iter_mut().enumerate() {
+                let (ki, vi) = (k.narrow(0, i, 1)?, v.narrow(0, i, 1)?);
+                let slot = &mut c.layers[l];
+                let (ck, cv) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &ki], 2)?, Tensor::cat(&[&pv, &vi], 2)?),
+                    None => (ki, vi),
+                };
+                let pad = total - ck.dim(2)?;
+                let padded = |t: &Tensor| -> Result<Tensor> {
+                    if pad == 0 {
+                        return Ok(t.clone());
+                    }
+                    let z = Tensor::zeros((1, nh, pad, hd), t.dtype(), dev)?;
+                    Ok(Tensor::cat(&[t, &z], 2)?)
+                };
+                ks.push(padded(&ck)?);
+                vs.push(padded(&cv)?);
+                *slot = Some((ck, cv));
+            }
+            let (kb, vb) = (Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?);
+            let att = (q.matmul(&kb.transpose(2, 3)?.contiguous()?)? / (hd as f64).sqrt())?;
+            let att = candle_nn::ops::softmax(&att.broadcast_add(&mask)?, D::Minus1)?;
+            let a = att.matmul(&vb)?.transpose(1, 2)?.reshape((n, 1, e))?;
+            x = (x + proj(Proj::AttnCProj, &a)?)?;
+            let h = blk.ln_2.forward(&x)?;
+            let m = proj(Proj::MlpCFc, &h)?.gelu()?;
+            x = (x + proj(Proj::MlpCProj, &m)?)?;
+        }
+        let h = self.ln_f.forward(&x)?;
+        Ok(self.logits(&h)?.reshape((n, self.cfg.vocab_size))?)
+    }
+}
+
+/// Several GPT-2 sequences decoded together over shared weights and one adapter: the
+/// [`BatchedLm`](crate::generation::BatchedLm) that batched generation drives. Prompts are
+/// prefilled one sequence at a time (their lengths differ); decode steps run as one batch
+/// ([`Gpt2::decode_batch`]).
+pub struct Gpt2Batch {
+    model: Arc<Gpt2>,
+    adapter: Option<Arc<dyn ProjDelta>>,
+}
+
+impl Gpt2Batch {
+    /// A batch driver over `model` with `adapter` applied to every sequence.
+    pub fn new(model: Arc<Gpt2>, adapter: Option<Arc<dyn ProjDelta>>) -> Self {
+        Self { model, adapter }
+    }
+}
+
+impl crate::generation::BatchedLm for Gpt2Batch {
+    type Cache = KvCache;
+    fn new_cache(&self) -> KvCache {
+        KvCache::default()
+    }
+    fn forward_batch(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        let delta = self.adapter.as_deref();
+        if seqs.iter().all(|s| s.len() == 1) && caches.iter().all(|c| !c.is_empty()) {
+            let tokens: Vec<u32> = seqs.iter().map(|s| s[0]).collect();
+            return self.model.decode_batch(&tokens, caches, delta);
+        }
+        let mut rows = Vec::with_capacity(seqs.len());
+        for (s, c) in seqs.iter().zip(caches.iter_mut()) {
+            if s.is_empty() {
+                return Err(Error::Invalid("forward on no tokens".into()));
+            }
+            let ids = Tensor::new(*s, self.model.device())?.unsqueeze(0)?;
+            let pos = c.len();
+            let h = self.model.hidden(&ids, pos, Some(&mut **c), delta)?;
+            let last = h.narrow(1, s.len() - 1, 1)?;
+            rows.push(self.model.logits(&last)?.flatten_all()?);
+        }
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+    fn context_len(&self) -> usize {
+        self.model.cfg.n_positions
+    }
+}

@@ -84,3 +84,29 @@ fn edge_model_can_be_shared_across_request_tasks() {
         "{out:?}"
     );
 }
+
+#[test]
+fn batched_completions_equal_one_at_a_time() {
+    let m = EdgeModel::load(&edge_dir(), &Device::Cpu).unwrap();
+    m.load_adapter("edge-london", &edge_dir().join("adapters/edge-london"))
+        .unwrap();
+    // Different sites and prompt lengths: caches of different lengths are padded and masked.
+    let items = [
+        ("edge-london", "Recommend libraries"),
+        ("edge-paris", "Where can I see a doctor tonight with kids?"),
+        ("edge-newyork", "museums"),
+        ("edge-hangzhou", "find a park to run"),
+        ("edge-london", "   "),
+    ];
+    for adapter in [None, Some("edge-london")] {
+        let batch = m.complete_batch(&items, adapter).unwrap();
+        assert_eq!(batch.len(), items.len());
+        for ((site, concise), got) in items.iter().zip(&batch) {
+            match m.complete(site, concise, adapter) {
+                Ok(solo) => assert_eq!(got.as_ref().unwrap(), &solo, "{site} {concise:?}"),
+                Err(_) => assert!(got.is_err(), "{concise:?} should fail alone and in a batch"),
+            }
+        }
+    }
+    assert!(m.complete_batch(&items[..1], Some("missing")).is_err());
+}
