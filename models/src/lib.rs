@@ -4,8 +4,8 @@
 //! One architecture per file (`gpt2`, `llama`); generation, LoRA, tokenisation and
 //! training are their own modules and the model code is unaware of them.
 
-pub(crate) mod attention;
 pub mod analytics;
+pub(crate) mod attention;
 pub mod bench;
 pub mod bpe;
 pub mod chat;
