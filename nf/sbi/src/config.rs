@@ -247,6 +247,74 @@ impl Default for CloudAiConfig {
     }
 }
 
+/// How the edge AI function may end a request without the cloud (`[edgeai] edge_answer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeAnswerMode {
+    /// Never: every request goes to the cloud AI function.
+    Off,
+    /// Only from the response cache (same comprehensive prompt at the same site).
+    Cache,
+    /// From the cache, or by listing the site's places of one category for a short place
+    /// lookup ("where is the nearest hospital") that the site profile answers fully.
+    CacheDirectory,
+}
+
+/// The edge AI functions' model, batching, dedup/cache and data-policy settings (`[edgeai]`).
+/// Each edge function serves the site given by its NF `locality`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeAiConfig {
+    /// Edge model folder (GPT-2: `config.json`, `model.safetensors`, `tokenizer.json`).
+    pub model: PathBuf,
+    /// Site location profiles (JSON); when absent, the profiles the model was trained on.
+    pub profiles: Option<PathBuf>,
+    /// LoRA adapters of the edge model by name (PEFT folders); an adapter named after the
+    /// function's site is used for its completions.
+    pub adapters: BTreeMap<String, PathBuf>,
+    /// Completions decoded together (dynamic batching; 1 = one at a time).
+    pub max_batch: usize,
+    /// How long the first completion of a batch waits for others to join, in ms.
+    pub max_wait_ms: u64,
+    /// Window of the duplicate detector, in seconds, and how many prompts it holds per site.
+    pub dedup_window_s: u64,
+    /// Prompts held by the duplicate detector per site (oldest evicted).
+    pub dedup_window_capacity: usize,
+    /// Similarity (0..1) from which a prompt counts as a near-duplicate of an earlier one.
+    pub near_threshold: f64,
+    /// Lifetime of a cached cloud answer, in seconds.
+    pub cache_ttl_s: u64,
+    /// Cached answers kept (least recently used evicted).
+    pub cache_capacity: usize,
+    /// When the edge may answer without the cloud.
+    pub edge_answer: EdgeAnswerMode,
+    /// `maxTokens` asked of the cloud AI function.
+    pub cloud_max_tokens: usize,
+    /// Data-policy rules (see the edge AI function's `policy` module); when absent, its
+    /// default rules. An empty list disables the policy.
+    pub policy: Option<Vec<serde_json::Value>>,
+}
+
+impl Default for EdgeAiConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from("models/edge"),
+            profiles: None,
+            adapters: BTreeMap::new(),
+            max_batch: 8,
+            max_wait_ms: 5,
+            dedup_window_s: 300,
+            dedup_window_capacity: 1024,
+            near_threshold: 0.8,
+            cache_ttl_s: 600,
+            cache_capacity: 4096,
+            edge_answer: EdgeAnswerMode::CacheDirectory,
+            cloud_max_tokens: 64,
+            policy: None,
+        }
+    }
+}
+
 /// The whole testbed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,6 +350,9 @@ pub struct TestbedConfig {
     /// The cloud AI function's model and serving limits.
     #[serde(default)]
     pub cloudai: CloudAiConfig,
+    /// The edge AI functions' settings.
+    #[serde(default)]
+    pub edgeai: EdgeAiConfig,
 }
 
 impl TestbedConfig {
@@ -379,6 +450,23 @@ impl TestbedConfig {
             return Err(ConfigError::key(
                 format!("cloudai.adapters.{name}"),
                 "adapter names are letters, digits, '-', '_' and '.'",
+            ));
+        }
+        let e = &self.edgeai;
+        for (key, v) in [
+            ("edgeai.max_batch", e.max_batch),
+            ("edgeai.dedup_window_capacity", e.dedup_window_capacity),
+            ("edgeai.cache_capacity", e.cache_capacity),
+            ("edgeai.cloud_max_tokens", e.cloud_max_tokens),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&e.near_threshold) {
+            return Err(ConfigError::key(
+                "edgeai.near_threshold",
+                "must be between 0 and 1",
             ));
         }
         let db = &self.database.url;
