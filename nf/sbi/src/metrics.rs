@@ -80,6 +80,18 @@ pub const CATALOGUE: &[(&str, MetricKind, &str)] = &[
     ("cmp_workflow_step_duration_seconds", MetricKind::Histogram, "Time from a workflow step's first attempt to its end (retries included), in seconds."),
     ("cmp_device_utilization_ratio", MetricKind::Gauge, "Busy share (busyUnits/units) of a device as its node last reported, 0 to 1."),
     ("cmp_device_queue_length", MetricKind::Gauge, "Requests waiting for a device as its node last reported."),
+    ("edgeai_pii_findings_total", MetricKind::Counter, "Personal data items the edge AI function found and masked in prompts, by kind (PHONE_NUMBER, EMAIL_ADDRESS, SUPI, ...)."),
+    ("edgeai_duplicates_total", MetricKind::Counter, "Prompts checked by the edge duplicate detector, by class (unique, exact, normalized, near)."),
+    ("edgeai_cache_lookups_total", MetricKind::Counter, "Answer-cache lookups of the edge AI function, by result (hit, miss)."),
+    ("edgeai_coalesced_total", MetricKind::Counter, "Requests that shared the work of a concurrent identical one instead of doing it again, by stage (completion, cloud)."),
+    ("edgeai_upstream_calls_total", MetricKind::Counter, "Calls the edge AI function made to the cloud AI function, by outcome (ok, error)."),
+    ("edgeai_answers_total", MetricKind::Counter, "Answers the edge AI function returned, by origin (edge_cache, edge_directory, cloud)."),
+    ("edgeai_policy_decisions_total", MetricKind::Counter, "Data-policy verdicts on prompts leaving the edge, by decision (allow, deny)."),
+    ("edgeai_forwarded_total", MetricKind::Counter, "UE requests handed to the edge AI function of the UE's current site."),
+    ("edgeai_completion_batch_size", MetricKind::Histogram, "Prompt completions the edge model decoded together in one batch."),
+    ("edgeai_completion_seconds", MetricKind::Histogram, "Time to decode one batch of prompt completions on the edge model, in seconds."),
+    ("edgeai_cached_answers", MetricKind::Gauge, "Answers held in the edge AI function's answer cache."),
+    ("edgeai_analytics_requests_total", MetricKind::Counter, "Edge analytics requests, by service (popularity, intent) and outcome (ok, error)."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
