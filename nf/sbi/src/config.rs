@@ -293,6 +293,10 @@ pub struct EdgeAiConfig {
     /// Data-policy rules (see the edge AI function's `policy` module); when absent, its
     /// default rules. An empty list disables the policy.
     pub policy: Option<Vec<serde_json::Value>>,
+    /// The site's viewing trace for popularity analytics: a CSV in the Netflix
+    /// audience-behaviour layout (datetime, duration, title, genres, release_date, movie_id,
+    /// user_id); when absent, a trace generated for the site (seeded by its id).
+    pub viewing_trace: Option<PathBuf>,
 }
 
 impl Default for EdgeAiConfig {
@@ -311,6 +315,7 @@ impl Default for EdgeAiConfig {
             edge_answer: EdgeAnswerMode::CacheDirectory,
             cloud_max_tokens: 64,
             policy: None,
+            viewing_trace: None,
         }
     }
 }
