@@ -1077,11 +1077,11 @@ const PLACE_WORDS: &[&str] = &[
 
 fn person_candidates(text: &str, out: &mut Vec<Candidate>) {
     let mut push_name = |start: usize, name: &str, need_known: bool| {
-        if let Some(len) = accept_name(name, need_known) {
+        if let Some((offset, len)) = accept_name(name, need_known) {
             out.push(Candidate {
                 kind: PiiKind::PersonName,
-                start,
-                end: start + len,
+                start: start + offset,
+                end: start + offset + len,
             });
         }
     };
@@ -1106,11 +1106,17 @@ fn person_candidates(text: &str, out: &mut Vec<Candidate>) {
     }
 }
 
-/// The byte length of the name at the start of `phrase`, if it is one: no place words or
-/// possessives anywhere in it; cut before the first word that is not a name; after a weak
-/// cue, a known given name or at least two words.
-fn accept_name(phrase: &str, need_known: bool) -> Option<usize> {
-    let words: Vec<&str> = phrase.split(' ').collect();
+/// Titles kept out of the name they precede (`I'm Dr Emily Watson` -> `Emily Watson`).
+const TITLES: &[&str] = &["Mr", "Mrs", "Ms", "Miss", "Dr", "Prof", "Sir", "Dame"];
+
+/// Byte offset and length of the name in `phrase`, if it is one: no place words or
+/// possessives anywhere in it; leading titles skipped; cut before the first word that is not
+/// a name; after a weak cue, a known given name or at least two words.
+fn accept_name(phrase: &str, need_known: bool) -> Option<(usize, usize)> {
+    let all: Vec<&str> = phrase.split(' ').collect();
+    let titles = all.iter().take_while(|w| TITLES.contains(w)).count();
+    let offset = all[..titles].iter().map(|w| w.len() + 1).sum::<usize>();
+    let words = &all[titles..];
     if words
         .iter()
         .any(|w| PLACE_WORDS.contains(w) || w.ends_with("'s") || w.ends_with("’s"))
@@ -1125,7 +1131,7 @@ fn accept_name(phrase: &str, need_known: bool) -> Option<usize> {
         return None;
     }
     let len = words[..kept].iter().map(|w| w.len()).sum::<usize>() + kept - 1;
-    Some(len)
+    Some((offset, len))
 }
 
 #[cfg(test)]
@@ -1316,6 +1322,8 @@ mod tests {
             ("contact Li Na at the desk", "Li Na"),
             ("我叫王伟，谢谢", "王伟"),
             ("Thomas wants a library", "Thomas"),
+            ("I'm Dr Emily Watson, a GP", "Emily Watson"),
+            ("I am Mr Smith", "Smith"),
         ] {
             assert_one(text, PiiKind::PersonName, value);
             assert_round_trip(text);
