@@ -1369,6 +1369,49 @@ mod tests {
     }
 
     #[test]
+    fn network_and_everyday_prompts_pass_untouched() {
+        for text in [
+            "Set up slice eMBB with 200 Mbps between DC-3 and Edge 7 by 2025-01-31 18:00",
+            "In interval 1, movie 'Iron Man 2' appear:",
+            "Recommend a restaurant near Tower Bridge for 4 people at 19:30 on 12 March",
+            "My flight BA 0283 leaves at 14:05 from Terminal 5",
+            "Order #123456789 was delivered to 221B Baker Street, London NW1 6XE",
+            "The Apollo 11 mission landed in 1969; 384400 km away",
+            "UE handed over from cell 000001001 to 000002001 in PLMN 46000",
+            "Version 1.2.3.4 of the firmware, build 20240501123456",
+            "ISBN 978-3-16-148410-0 and ISBN 9783161484100",
+            "Visit https://example.com/path?id=12345678901 for details",
+            "Timestamp 1717171717 and 1717171717123",
+            "Call Mom at home",
+            "This is Sparta",
+        ] {
+            assert_none(text);
+        }
+    }
+
+    #[test]
+    fn counts_fit_in_an_sbi_body_schema() {
+        use utoipa::PartialSchema;
+        /// A body as the API would carry it.
+        #[derive(Serialize, ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        struct Body {
+            /// Findings by kind.
+            counts: BTreeMap<PiiKind, usize>,
+            /// The findings.
+            findings: Vec<PiiFinding>,
+        }
+        let schema = serde_json::to_string(&Body::schema()).unwrap();
+        assert!(schema.contains("additionalProperties"), "{schema}");
+        let kinds = serde_json::to_string(&PiiKind::schema()).unwrap();
+        assert!(
+            kinds.contains("NATIONAL_ID") && kinds.contains("PERSON_NAME"),
+            "{kinds}"
+        );
+    }
+
+    #[test]
     fn same_value_gets_same_placeholder_and_numbers_are_per_kind() {
         let text = "my name is Zhang Wei; Zhang Wei's phone +44 20 7946 0958, \
                     also +44 20 7946 0958; mail zw@example.com or +86 138 0013 8000";
