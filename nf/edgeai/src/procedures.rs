@@ -237,9 +237,16 @@ pub async fn locate(ctx: &EdgeAiContext, supi: &str) -> Result<ProvideLocInfo, P
         })
 }
 
-/// The comprehensive prompt: what the edge model wrote for the site, the UE's cell, and the
-/// user's preferences when a profile exists.
-fn compose(model_text: &str, cell: Option<&CellRef>, profile: Option<&UserProfile>) -> String {
+/// The comprehensive prompt: what the edge model wrote for the site, the UE's cell, the
+/// user's preferences when a profile exists, and the user's own (desensitised) words — the
+/// small edge model maps a request it has not seen onto the nearest category it knows, and
+/// the cloud must still see what was asked.
+fn compose(
+    model_text: &str,
+    concise: &str,
+    cell: Option<&CellRef>,
+    profile: Option<&UserProfile>,
+) -> String {
     let mut out = model_text.trim().to_owned();
     if let Some(c) = cell {
         out.push_str(&format!(" I am at {} right now.", c.name));
@@ -251,6 +258,10 @@ fn compose(model_text: &str, cell: Option<&CellRef>, profile: Option<&UserProfil
         if let Some(l) = &p.language {
             out.push_str(&format!(" Please answer in {l}."));
         }
+    }
+    let asked = concise.trim();
+    if !asked.is_empty() && !dedup::normalize(&out).contains(&dedup::normalize(asked)) {
+        out.push_str(&format!(" My request: {asked}"));
     }
     out
 }
@@ -332,7 +343,7 @@ pub async fn complete(
     let profile = user_profile(ctx, req.supi.as_deref()).await?;
     let (c, coalesced) = completion(ctx, &req.prompt).await?;
     Ok(CompleteResponse {
-        prompt: compose(&c.text, cell.as_ref(), profile.as_ref()),
+        prompt: compose(&c.text, &req.prompt, cell.as_ref(), profile.as_ref()),
         concise: req.prompt.clone(),
         site: ctx.site.clone(),
         cell,
@@ -623,7 +634,7 @@ pub async fn ue_prompt(
     let t = Instant::now();
     let (c, coalesced_completion) = completion(ctx, &concise).await?;
     let complete_ms = t.elapsed().as_secs_f64() * 1e3;
-    let comprehensive = compose(&c.text, Some(&cell), profile.as_ref());
+    let comprehensive = compose(&c.text, &concise, Some(&cell), profile.as_ref());
 
     let (root, destination) = cloud_locality(ctx).await?;
     check_policy(ctx, &comprehensive, &destination)?;

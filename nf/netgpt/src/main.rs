@@ -27,6 +27,8 @@ enum Command {
     Models(cmd::models::Cmd),
     #[command(flatten)]
     Edge(cmd::edge::Cmd),
+    #[command(flatten)]
+    Analytics(cmd::analytics::Cmd),
     /// Benchmarks that print figures beside a baseline measured in the same run.
     #[command(subcommand)]
     Bench(cmd::BenchCmd),
@@ -45,6 +47,7 @@ fn main() {
             Command::Ue(c) => cmd::ue::run(c).await,
             Command::Models(c) => cmd::models::run(c).await,
             Command::Edge(c) => cmd::edge::run(c).await,
+            Command::Analytics(c) => cmd::analytics::run(c).await,
             Command::Bench(c) => cmd::run_bench(c).await,
         }
     });

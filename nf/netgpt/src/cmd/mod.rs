@@ -1,6 +1,8 @@
 //! One module per area of the CLI; each exposes a `Cmd` subcommand enum and `run`.
 
+pub mod analytics;
 pub mod bench_cloud;
+pub mod bench_edge;
 pub mod bench_sbi;
 pub mod bench_sched;
 pub mod bench_wf;
@@ -17,6 +19,8 @@ use clap::Subcommand;
 pub enum BenchCmd {
     /// Cloud AI function under load (concurrency 1, 8, 32): continuous batching vs one at a time.
     Cloud(bench_cloud::BenchCloudArgs),
+    /// Edge AI function's completions (concurrency 1..16): dynamic batching vs one at a time.
+    Edge(bench_edge::BenchEdgeArgs),
     /// SBI round trips on loopback against a bare hyper h2c echo server.
     Sbi(bench_sbi::BenchSbiArgs),
     /// Prefill/decode tokens/s and peak memory of the edge and cloud models.
@@ -30,6 +34,7 @@ pub enum BenchCmd {
 pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Cloud(a) => bench_cloud::run(a).await,
+        BenchCmd::Edge(a) => bench_edge::run(a).await,
         BenchCmd::Sbi(a) => bench_sbi::run(a).await,
         BenchCmd::Models(a) => models::bench(a).await,
         BenchCmd::Sched(a) => bench_sched::run(a).await,

@@ -73,7 +73,7 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
 }
 
 /// NF types this build can run, with their crates.
-pub const KNOWN_NF_TYPES: &[&str] = &["NRF", "AMF", "CLOUDAI", "CMP"];
+pub const KNOWN_NF_TYPES: &[&str] = &["NRF", "AMF", "EDGEAI", "CLOUDAI", "CMP"];
 
 /// Whether this build has an implementation of `nf_type`.
 pub fn is_known_type(nf_type: &str) -> bool {
@@ -89,6 +89,7 @@ pub async fn start_nf(ctx: NfContext) -> anyhow::Result<RunningNf> {
     let running = match nf_type.as_str() {
         "NRF" => netgpt_nrf::start(ctx).await?,
         "AMF" => netgpt_amf::start(ctx).await?,
+        "EDGEAI" => netgpt_edgeai::start(ctx).await?,
         "CLOUDAI" => netgpt_cloudai::start(ctx).await?,
         "CMP" => netgpt_cmp::start(ctx).await?,
         other => anyhow::bail!(
@@ -256,6 +257,7 @@ async fn list(nrf: Option<String>, config: Option<PathBuf>, json: bool) -> anyho
 pub fn all_service_docs() -> Vec<(String, utoipa::openapi::OpenApi)> {
     let mut docs = netgpt_nrf::api::service_docs();
     docs.extend(netgpt_amf::service_docs());
+    docs.extend(netgpt_edgeai::service_docs());
     docs.extend(netgpt_cloudai::service_docs());
     docs.extend(netgpt_cmp::service_docs());
     docs

@@ -87,6 +87,19 @@ pub enum UeCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Ask NetGPT as this UE: the edge AI function of the UE's serving site runs the whole
+    /// chain (location, desensitisation, dedup, completion, policy, edge or cloud answer).
+    Ask {
+        /// SUPI.
+        supi: String,
+        /// The concise prompt, e.g. "Recommend libraries".
+        prompt: String,
+        /// Tokens the cloud may generate.
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Start (or stop, or show) a random walk of UEs between cells.
     Walk {
         /// How many registered UEs walk (the first N by SUPI; default all).
@@ -137,6 +150,12 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
             println!("{} UE(s) registered", ues.len());
         }
+        UeCmd::Ask {
+            supi,
+            prompt,
+            max_tokens,
+            target,
+        } => ask(&target, &supi, &prompt, max_tokens).await?,
         UeCmd::Cells(t) => {
             let amf = Amf::find(&t).await?;
             let cells: Vec<CellInfo> = amf.get("/namf-comm/v1/cells").await?;
@@ -331,6 +350,89 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `netgpt ue ask`: finds the UE's serving site in the AMF, that site's edge AI function in
+/// the NRF, and sends it the prompt.
+async fn ask(
+    t: &Target,
+    supi: &str,
+    prompt: &str,
+    max_tokens: Option<usize>,
+) -> anyhow::Result<()> {
+    let amf = Amf::find(t).await?;
+    let ue: UeContext = amf
+        .get(&format!("/namf-comm/v1/ue-contexts/{supi}"))
+        .await?;
+    let site = ue
+        .serving_cell
+        .map(|c| c.site)
+        .ok_or_else(|| anyhow!("UE {supi} has no serving cell"))?;
+    let nrf = NrfClient::new(amf.client.clone(), t.nrf.clone());
+    let query = DiscoveryQuery::new("EDGEAI", "AF")
+        .service("nedgeai-prompt")
+        .locality(site.clone());
+    let found = nrf
+        .discover(&query)
+        .await
+        .map_err(problem_line)
+        .with_context(|| {
+            format!(
+                "finding the edge AI function of {site} through the NRF at {}",
+                t.nrf
+            )
+        })?;
+    let root = found
+        .nf_instances
+        .iter()
+        .filter(|p| p.locality.as_deref() == Some(site.as_str()))
+        .find_map(|p| p.service("nedgeai-prompt").and_then(|s| s.api_root()))
+        .ok_or_else(|| anyhow!("no edge AI function of {site} is registered in the NRF"))?;
+    let mut body = serde_json::json!({ "supi": supi, "prompt": prompt });
+    if let Some(n) = max_tokens {
+        body["maxTokens"] = n.into();
+    }
+    let v: serde_json::Value = amf
+        .send(
+            amf.client
+                .post(format!("{root}/nedgeai-prompt/v1/ue-prompts"))
+                .deadline(std::time::Duration::from_secs(180))
+                .json(&body),
+        )
+        .await?;
+    if t.json {
+        return print_json(&v);
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    println!(
+        "served by      {} (cell {} {})",
+        s("servedBy"),
+        v["cell"]["nrCellId"].as_str().unwrap_or(""),
+        v["cell"]["name"].as_str().unwrap_or("")
+    );
+    println!("concise        {}", s("concisePrompt"));
+    println!("comprehensive  {}", s("comprehensivePrompt"));
+    if let Some(pii) = v["pii"].as_object().filter(|m| !m.is_empty()) {
+        let kinds: Vec<String> = pii.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        println!("kept at edge   {}", kinds.join(", "));
+    }
+    println!(
+        "duplicate      {}{}",
+        s("duplicate"),
+        if v["coalesced"] == true {
+            " (coalesced)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "answered by    {} in {:.0} ms",
+        s("answeredBy"),
+        v["timings"]["totalMs"].as_f64().unwrap_or(0.0)
+    );
+    println!();
+    println!("{}", s("answer"));
     Ok(())
 }
 
