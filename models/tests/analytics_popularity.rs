@@ -282,11 +282,17 @@ fn predictor_forecasts_the_top_items_from_past_events_only() {
         .filter(|x| x.interval == k)
         .map(|x| (x.movie_id.as_str(), x))
         .collect();
+    let dir = models.join(popularity::ARTEFACT_DIR);
+    let gpt = netgpt_models::gpt2::Gpt2::load(&dir, &Device::Cpu).unwrap();
+    let tok = netgpt_models::bpe::load(&models.join("edge/tokenizer.json")).unwrap();
+    let ids = popularity::label_ids(&tok).unwrap();
     let mut shared = 0;
     for x in &f {
         if let Some(sample) = by_id.get(x.movie_id.as_str()) {
             shared += 1;
             assert_eq!(x.title, sample.title);
+            let q = popularity::gpt_probabilities(&gpt, &tok, ids, &[sample.prompt()]).unwrap();
+            assert!((q[0] - x.probability).abs() < 1e-4, "{x:?} vs {q:?}");
         }
     }
     assert!(shared >= 15, "only {shared} items in common");
