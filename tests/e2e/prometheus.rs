@@ -1,4 +1,5 @@
-//! Metrics end to end: the NRF, the AMF, the CmP and (when its model is cached) the cloud AI
+//! Metrics end to end: the NRF, the AMF, the CmP, the edge AI function of site edge-london
+//! (with the shipped edge model, `models/edge`) and (when its model is cached) the cloud AI
 //! function run in-process on ephemeral ports and get a little traffic; then
 //!
 //! - each NF's `/metrics` passes `promtool check metrics` (Debian's `prometheus` package,
@@ -366,7 +367,11 @@ async fn expect_status(r: reqwest::RequestBuilder, want: u16, what: &str) -> Val
     body
 }
 
-/// NRF, AMF, CmP and (model cached) the cloud AI function, with some traffic on each.
+/// The edge AI function under test (an NF of the embedded default configuration).
+const EDGE: &str = "edge-london";
+
+/// NRF, AMF, CmP, an edge AI function and (model cached) the cloud AI function, with some
+/// traffic on each.
 async fn bring_up() -> Bed {
     let nrf = start_nrf(fast_nrf_options()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -426,7 +431,92 @@ async fn bring_up() -> Bed {
     .await;
     assert_eq!(run["status"], "succeeded", "{run}");
 
-    let mut nfs = vec![("amf".to_owned(), amf), ("cmp".to_owned(), cmp)];
+    // The edge AI function: traffic that needs no cloud model (personal data masked, a
+    // duplicate prompt, a place lookup answered from the site directory and a cache miss, a
+    // completion by the edge model for a UE the AMF locates, an intent inference by rules, a
+    // policy verdict).
+    let edge_ctx = context(&dir, &nrf.base, EDGE, |_| {}).await;
+    let edge = netgpt_edgeai::start(edge_ctx)
+        .await
+        .expect("start the edge AI function");
+    let op = |name: &str| format!("{}/nedgeai-prompt/v1/{name}", edge.api_root);
+    let masked = expect_status(
+        c.post(op("desensitize"))
+            .json(&json!({"prompt": "I'm Jane Smith, call me on +44 20 7946 0958"})),
+        200,
+        "desensitize",
+    )
+    .await;
+    assert!(
+        !masked["prompt"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("7946"),
+        "{masked}"
+    );
+    for want in ["UNIQUE", "EXACT"] {
+        let d = expect_status(
+            c.post(op("dedup"))
+                .json(&json!({ "prompt": "Recommend libraries" })),
+            200,
+            "dedup",
+        )
+        .await;
+        assert_eq!(d["duplicate"], want, "{d}");
+    }
+    // A place lookup the site directory answers, then a prompt only the cloud could answer:
+    // its cache lookup misses.
+    let answer = expect_status(
+        c.post(op("answer")).json(&json!({
+            "prompt": "Where is the nearest hospital to King's Cross?",
+            "concise": "Where is the nearest hospital?"
+        })),
+        200,
+        "answer from the directory",
+    )
+    .await;
+    assert_eq!(answer["answeredBy"], "EDGE_DIRECTORY", "{answer}");
+    let answer = expect_status(
+        c.post(op("answer"))
+            .json(&json!({"prompt": "Write a poem about the Thames."})),
+        200,
+        "answer, cache miss",
+    )
+    .await;
+    assert_eq!(answer["answeredAtEdge"], false, "{answer}");
+    expect_status(
+        c.post(op("complete"))
+            .json(&json!({"prompt": "Recommend libraries", "supi": "imsi-001010000000002"})),
+        200,
+        "complete",
+    )
+    .await;
+    expect_status(
+        c.post(format!(
+            "{}/nedgeai-analytics/v1/intent-inference",
+            edge.api_root
+        ))
+        .json(&json!({
+            "text": "I want a 10 Gbps link from Access 1 to Cloud 2 with protection",
+            "method": "RULES"
+        })),
+        200,
+        "intent inference",
+    )
+    .await;
+    expect_status(
+        c.post(op("policy"))
+            .json(&json!({"prompt": "Recommend libraries", "destination": "cloud"})),
+        200,
+        "policy",
+    )
+    .await;
+
+    let mut nfs = vec![
+        ("amf".to_owned(), amf),
+        ("cmp".to_owned(), cmp),
+        (EDGE.to_owned(), edge),
+    ];
     match netgpt_models::fetch::cached_cloud_model() {
         None => eprintln!(
             "cloud model not cached (run `netgpt models fetch`): cloud AI function left out"
@@ -581,6 +671,16 @@ async fn every_nf_passes_promtool_and_a_real_prometheus_scrapes_it() {
                 "cloudai_generated_tokens_total",
                 "cloudai_requests_total",
             ],
+            EDGE => &[
+                "edgeai_pii_findings_total{",
+                "edgeai_duplicates_total{",
+                "edgeai_cache_lookups_total{",
+                "edgeai_answers_total{",
+                "edgeai_policy_decisions_total{",
+                "edgeai_analytics_requests_total{",
+                "edgeai_completion_batch_size",
+                "edgeai_completion_seconds",
+            ],
             _ => &[],
         };
         for series in expect {
@@ -715,6 +815,32 @@ async fn every_nf_passes_promtool_and_a_real_prometheus_scrapes_it() {
         ues["data"]["result"][0]["value"][1].as_str(),
         Some(amf_ues.as_str()),
         "Prometheus and the AMF's /metrics disagree: {ues}"
+    );
+    // The edge AI function's answer by origin reached Prometheus from its target.
+    let answers: Value = http1
+        .get(query_url(
+            &api,
+            "sum by (job, answered_by) (edgeai_answers_total)",
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let directory = answers["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["metric"]["answered_by"] == "edge_directory")
+        .unwrap_or_else(|| panic!("no edge_directory answers in Prometheus: {answers}"));
+    assert_eq!(directory["metric"]["job"], EDGE, "{answers}");
+    assert!(
+        directory["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v >= 1.0),
+        "{answers}"
     );
     drop(guard);
     bed.stop().await;
