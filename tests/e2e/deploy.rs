@@ -299,9 +299,9 @@ fn dockerignore_patterns_match_as_docker_does() {
 }
 
 /// The containers resolve `[edgeai]` paths relative to the image's working directory: the
-/// final stage must copy the edge model (and its adapters and the location profiles the
-/// containers' configuration names) there, from repository files the build context keeps,
-/// and what it copies must load.
+/// final stage must copy the edge model (with the analytics models beside it, its adapters
+/// and the location profiles the containers' configuration names) there, from repository
+/// files the build context keeps, and what it copies must load.
 #[test]
 fn dockerfile_ships_the_edge_model_where_edgeai_resolves() {
     let (_, stages) = dockerfile();
@@ -398,6 +398,23 @@ fn dockerfile_ships_the_edge_model_where_edgeai_resolves() {
         "no edge site of {edge_sites:?} gets its adapter ({:?})",
         e.adapters.keys().collect::<Vec<_>>()
     );
+    // The analytics models beside the edge model (`<parent of model>/analytics/...`).
+    let parent = e.model.parent().unwrap_or(Path::new(""));
+    for dir in [
+        netgpt_models::analytics::popularity::ARTEFACT_DIR,
+        netgpt_models::analytics::intent::ARTEFACT_DIR,
+    ] {
+        let shipped = source(&parent.join(dir), &format!("model (beside it: {dir})"));
+        assert!(shipped.is_dir(), "{}: no such folder", shipped.display());
+    }
+    let models_root = model_dir.parent().expect("the model folder's parent");
+    netgpt_models::analytics::popularity::PopularityPredictor::load(
+        models_root,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap_or_else(|err| panic!("the shipped popularity model does not load: {err}"));
+    netgpt_models::analytics::intent::IntentModel::load(models_root, &candle_core::Device::Cpu)
+        .unwrap_or_else(|err| panic!("the shipped intent model does not load: {err}"));
     let profiles = match &e.profiles {
         Some(p) => netgpt_models::data::profiles::load(&source(p, "profiles"))
             .unwrap_or_else(|err| panic!("[edgeai] profiles: {err}")),
