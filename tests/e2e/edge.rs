@@ -141,8 +141,13 @@ impl Testbed {
     }
 
     async fn post(&self, site: &str, op: &str, body: Value) -> (u16, Value) {
+        self.post_path(site, &format!("/nedgeai-prompt/v1/{op}"), body)
+            .await
+    }
+
+    async fn post_path(&self, site: &str, path: &str, body: Value) -> (u16, Value) {
         let r = h2_client()
-            .post(format!("{}/nedgeai-prompt/v1/{op}", self.edges[site]))
+            .post(format!("{}{path}", self.edges[site]))
             .json(&body)
             .send()
             .await
@@ -564,6 +569,78 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+
+    // Analytics, NWDAF-shaped: content popularity for the next interval of the site's trace.
+    let base = tb.edges["edge-london"].clone();
+    let get = |q: String| {
+        let base = base.clone();
+        async move {
+            let r = h2_client()
+                .get(format!("{base}/nedgeai-analytics/v1/analytics?{q}"))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, a) = get("event-id=CONTENT_POPULARITY".into()).await;
+    assert_eq!(s, 200, "{a}");
+    let items = a["contentPopularityInfos"].as_array().unwrap();
+    assert_eq!(items.len(), 20, "{a}");
+    for it in items {
+        let p = it["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(it["appears"], p > 0.5);
+    }
+    let (s, a5) =
+        get("event-id=CONTENT_POPULARITY&event-filter=%7B%22interval%22%3A5%7D".into()).await;
+    assert_eq!(s, 200, "{a5}");
+    assert_eq!(a5["interval"], 5);
+    for (q, param) in [
+        ("event-id=UE_MOBILITY", "event-id"),
+        (
+            "event-id=CONTENT_POPULARITY&event-filter=nope",
+            "event-filter",
+        ),
+        (
+            "event-id=CONTENT_POPULARITY&event-filter=%7B%22interval%22%3A99999%7D",
+            "event-filter",
+        ),
+    ] {
+        let (s, p) = get(q.into()).await;
+        assert_eq!(s, 400, "{q}: {p}");
+        assert_eq!(p["invalidParams"][0]["param"], param, "{q}: {p}");
+    }
+    // Intent inference, by rules and by the fine-tuned edge model.
+    let text = "I want a 10 Gbps link from Access 1 to Cloud 2 with protection";
+    for method in ["RULES", "EDGE_MODEL"] {
+        let (s, v) = tb
+            .post_path(
+                "edge-london",
+                "/nedgeai-analytics/v1/intent-inference",
+                json!({ "text": text, "method": method }),
+            )
+            .await;
+        assert_eq!(s, 200, "{method}: {v}");
+        assert!(
+            v["keywords"].as_object().is_some_and(|k| !k.is_empty()),
+            "{method}: {v}"
+        );
+        assert_eq!(v["intent"]["userLabel"], text, "{method}: {v}");
+        assert!(v["intent"]["intentExpectations"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()));
+    }
+    let (s, v) = tb
+        .post_path(
+            "edge-london",
+            "/nedgeai-analytics/v1/intent-inference",
+            json!({ "text": " " }),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["invalidParams"][0]["param"], "text");
 
     // Metrics of the edge pipeline are exposed.
     let m = h2_client()

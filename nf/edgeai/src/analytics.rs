@@ -348,7 +348,8 @@ async fn infer(st: &AnalyticsState, req: IntentRequest) -> Result<IntentResponse
     match req.method {
         IntentMethod::Rules => {
             let keywords = intent::rule_based(&req.text);
-            let it = intent::to_intent(&keywords);
+            let mut it = intent::to_intent(&keywords);
+            it.user_label = req.text.clone();
             Ok(IntentResponse {
                 intent: to_value(&it)?,
                 keywords,
