@@ -689,6 +689,13 @@ async fn every_nf_passes_promtool_and_a_real_prometheus_scrapes_it() {
                 "{nf}: no {series} in:\n{text}"
             );
         }
+        if nf == EDGE {
+            // Each edge function's series carry its own name, so that four sites in one
+            // process (`netgpt up`) stay apart.
+            for l in text.lines().filter(|l| l.starts_with("edgeai_")) {
+                assert!(l.contains(&format!("nf=\"{EDGE}\"")), "{l}");
+            }
+        }
         if let Some(l) = text.lines().find(|l| l.starts_with("amf_registered_ues ")) {
             amf_ues = l["amf_registered_ues ".len()..].to_owned();
         }

@@ -104,6 +104,8 @@ impl Analytics {
 /// State of the analytics routes.
 #[derive(Debug, Clone)]
 pub struct AnalyticsState {
+    /// NF instance name (the `nf` label of its metrics).
+    pub name: String,
     /// The site.
     pub site: String,
     /// Models and trace.
@@ -213,9 +215,9 @@ fn unavailable(reason: &str) -> ProblemDetails {
     )
 }
 
-fn count(service: &'static str, ok: bool) {
+fn count(nf: &str, service: &'static str, ok: bool) {
     let outcome = if ok { "ok" } else { "error" };
-    metrics::counter!("edgeai_analytics_requests_total", "service" => service, "outcome" => outcome).increment(1);
+    metrics::counter!("edgeai_analytics_requests_total", "nf" => nf.to_owned(), "service" => service, "outcome" => outcome).increment(1);
 }
 
 /// Reads analytics (TS 29.520 GetNWDAFAnalytics shape): content popularity for an interval.
@@ -232,7 +234,7 @@ pub async fn get_analytics(
     SbiQuery(q): SbiQuery<AnalyticsQuery>,
 ) -> Result<Response, ProblemDetails> {
     let r = popularity_analytics(&st, &q).await;
-    count("popularity", r.is_ok());
+    count(&st.name, "popularity", r.is_ok());
     r
 }
 
@@ -336,7 +338,7 @@ pub async fn intent_inference(
     SbiJson(req): SbiJson<IntentRequest>,
 ) -> Result<Json<IntentResponse>, ProblemDetails> {
     let r = infer(&st, req).await;
-    count("intent", r.is_ok());
+    count(&st.name, "intent", r.is_ok());
     r.map(Json)
 }
 

@@ -59,10 +59,11 @@ impl std::fmt::Debug for Batcher {
 
 impl Batcher {
     /// Starts the batching task on the current tokio runtime.
-    pub fn start(model: Arc<EdgeModel>, max_batch: usize, max_wait: Duration) -> Self {
+    /// `nf` labels its metrics.
+    pub fn start(nf: &str, model: Arc<EdgeModel>, max_batch: usize, max_wait: Duration) -> Self {
         let max_batch = max_batch.max(1);
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(model, rx, max_batch, max_wait));
+        tokio::spawn(run(nf.to_owned(), model, rx, max_batch, max_wait));
         Self { tx, max_batch }
     }
 
@@ -96,6 +97,7 @@ impl Batcher {
 }
 
 async fn run(
+    nf: String,
     model: Arc<EdgeModel>,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
@@ -120,8 +122,8 @@ async fn run(
         if jobs.is_empty() {
             continue;
         }
-        let m = model.clone();
-        let done = tokio::task::spawn_blocking(move || decode(&m, jobs)).await;
+        let (m, nf) = (model.clone(), nf.clone());
+        let done = tokio::task::spawn_blocking(move || decode(&nf, &m, jobs)).await;
         if let Err(e) = done {
             tracing::error!(error = %e, "edge completion batch panicked");
         }
@@ -129,7 +131,7 @@ async fn run(
 }
 
 /// Decodes `jobs` (grouped by adapter: one batch per adapter) and answers each.
-fn decode(model: &EdgeModel, jobs: Vec<Job>) {
+fn decode(nf: &str, model: &EdgeModel, jobs: Vec<Job>) {
     let mut groups: Vec<(Option<String>, Vec<Job>)> = Vec::new();
     for j in jobs {
         match groups.iter_mut().find(|(a, _)| *a == j.adapter) {
@@ -146,8 +148,9 @@ fn decode(model: &EdgeModel, jobs: Vec<Job>) {
         let n = items.len();
         let result = model.complete_batch(&items, adapter.as_deref());
         let decode = start.elapsed();
-        metrics::histogram!("edgeai_completion_batch_size").record(n as f64);
-        metrics::histogram!("edgeai_completion_seconds").record(decode.as_secs_f64());
+        metrics::histogram!("edgeai_completion_batch_size", "nf" => nf.to_owned()).record(n as f64);
+        metrics::histogram!("edgeai_completion_seconds", "nf" => nf.to_owned())
+            .record(decode.as_secs_f64());
         match result {
             Ok(outs) => {
                 for (j, out) in group.into_iter().zip(outs) {

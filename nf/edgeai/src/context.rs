@@ -37,6 +37,8 @@ pub struct SharedCompletion {
 
 /// Everything an edge AI function holds.
 pub struct EdgeAiContext {
+    /// NF instance name (the `nf` label of its metrics).
+    pub name: String,
     /// The site served (the NF's locality).
     pub site: String,
     /// The site's location profile (its places by category).
@@ -200,6 +202,7 @@ impl EdgeAiContext {
             cache_capacity: settings.cache_capacity,
         };
         Ok(Self {
+            name: ctx.name.clone(),
             cells: ctx
                 .config
                 .cell
@@ -209,6 +212,7 @@ impl EdgeAiContext {
                 .collect(),
             config: ctx.config.clone(),
             batcher: Batcher::start(
+                &ctx.name,
                 model.clone(),
                 settings.max_batch,
                 Duration::from_millis(settings.max_wait_ms),

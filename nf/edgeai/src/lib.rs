@@ -51,6 +51,7 @@ pub fn service_docs() -> Vec<(String, utoipa::openapi::OpenApi)> {
 /// The function's SBI application for `state`, as NF instance `name`.
 pub fn app(name: &str, state: Arc<EdgeAiContext>) -> NfApp {
     let analytics = analytics::AnalyticsState {
+        name: name.to_owned(),
         site: state.site.clone(),
         analytics: state.analytics.clone(),
     };

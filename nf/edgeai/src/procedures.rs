@@ -100,7 +100,7 @@ pub fn desensitize(
     check_prompt("prompt", &req.prompt)?;
     let d = pii::desensitize(&req.prompt);
     let counts = pii::counts(&d.findings);
-    count_pii(&counts);
+    count_pii(ctx, &counts);
     let restore_id = (!d.findings.is_empty()).then(|| ctx.keep_restore(d.restore.clone()));
     Ok(DesensitizeResponse {
         prompt: d.text,
@@ -110,13 +110,14 @@ pub fn desensitize(
     })
 }
 
-fn count_pii(counts: &BTreeMap<pii::PiiKind, usize>) {
+fn count_pii(ctx: &EdgeAiContext, counts: &BTreeMap<pii::PiiKind, usize>) {
     for (kind, n) in counts {
         let kind = serde_json::to_value(kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        metrics::counter!("edgeai_pii_findings_total", "kind" => kind).increment(*n as u64);
+        metrics::counter!("edgeai_pii_findings_total", "nf" => ctx.name.clone(), "kind" => kind)
+            .increment(*n as u64);
     }
 }
 
@@ -164,7 +165,8 @@ fn count_duplicate(ctx: &EdgeAiContext, kind: DuplicateKind) {
         DuplicateKind::Normalized => "normalized",
         DuplicateKind::Near => "near",
     };
-    metrics::counter!("edgeai_duplicates_total", "kind" => label).increment(1);
+    metrics::counter!("edgeai_duplicates_total", "nf" => ctx.name.clone(), "kind" => label)
+        .increment(1);
 }
 
 // ---------------------------------------------------------------------------- complete
@@ -303,7 +305,7 @@ async fn completion(
         })
         .await;
     if coalesced {
-        metrics::counter!("edgeai_coalesced_total", "stage" => "completion").increment(1);
+        metrics::counter!("edgeai_coalesced_total", "nf" => ctx.name.clone(), "stage" => "completion").increment(1);
     }
     Ok((r?, coalesced))
 }
@@ -413,7 +415,7 @@ pub fn check_policy(
         PolicyDecision::Allow => "allow",
         PolicyDecision::Deny => "deny",
     };
-    metrics::counter!("edgeai_policy_decisions_total", "decision" => label).increment(1);
+    metrics::counter!("edgeai_policy_decisions_total", "nf" => ctx.name.clone(), "decision" => label).increment(1);
     match v.decision {
         PolicyDecision::Allow => Ok(PolicyResponse {
             decision: v.decision,
@@ -485,7 +487,7 @@ pub fn answer_at_edge(
     } else {
         ctx.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
     }
-    metrics::counter!("edgeai_cache_lookups_total", "result" => if hit.is_some() { "hit" } else { "miss" })
+    metrics::counter!("edgeai_cache_lookups_total", "nf" => ctx.name.clone(), "result" => if hit.is_some() { "hit" } else { "miss" })
         .increment(1);
     hit.map(|t| (t, AnsweredBy::EdgeCache))
 }
@@ -495,7 +497,7 @@ pub fn answer(ctx: &EdgeAiContext, req: &AnswerRequest) -> Result<AnswerResponse
     check_prompt("prompt", &req.prompt)?;
     let found = answer_at_edge(ctx, &req.prompt, req.concise.as_deref());
     if let Some((_, by)) = &found {
-        count_answer(*by);
+        count_answer(ctx, *by);
     }
     Ok(match found {
         Some((text, by)) => AnswerResponse {
@@ -511,13 +513,14 @@ pub fn answer(ctx: &EdgeAiContext, req: &AnswerRequest) -> Result<AnswerResponse
     })
 }
 
-fn count_answer(by: AnsweredBy) {
+fn count_answer(ctx: &EdgeAiContext, by: AnsweredBy) {
     let label = match by {
         AnsweredBy::EdgeCache => "edge_cache",
         AnsweredBy::EdgeDirectory => "edge_directory",
         AnsweredBy::Cloud => "cloud",
     };
-    metrics::counter!("edgeai_answers_total", "answered_by" => label).increment(1);
+    metrics::counter!("edgeai_answers_total", "nf" => ctx.name.clone(), "answered_by" => label)
+        .increment(1);
 }
 
 // ------------------------------------------------------------------------------- cloud
@@ -551,17 +554,18 @@ async fn ask_cloud(
                 .send_json()
                 .await;
             let outcome = if r.is_ok() { "ok" } else { "error" };
-            metrics::counter!("edgeai_upstream_calls_total", "outcome" => outcome).increment(1);
+            metrics::counter!("edgeai_upstream_calls_total", "nf" => ctx.name.clone(), "outcome" => outcome).increment(1);
             let v = r.map_err(|e| upstream("cloud AI function", e))?;
             let text = v["text"].as_str().unwrap_or_default().to_owned();
             ctx.cache.insert(k.clone(), text.clone());
-            metrics::gauge!("edgeai_cached_answers").set(ctx.cache.len() as f64);
+            metrics::gauge!("edgeai_cached_answers", "nf" => ctx.name.clone()).set(ctx.cache.len() as f64);
             Ok(text)
         })
         .await;
     if coalesced {
         ctx.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("edgeai_coalesced_total", "stage" => "cloud").increment(1);
+        metrics::counter!("edgeai_coalesced_total", "nf" => ctx.name.clone(), "stage" => "cloud")
+            .increment(1);
     }
     Ok((r?, coalesced))
 }
@@ -625,7 +629,7 @@ pub async fn ue_prompt(
     // Personal data never leaves the edge: everything after this uses the placeholders.
     let d = pii::desensitize(&req.prompt);
     let pii_counts = pii::counts(&d.findings);
-    count_pii(&pii_counts);
+    count_pii(ctx, &pii_counts);
     let v = ctx.window.check(&ctx.site, &d.text);
     count_duplicate(ctx, v.kind);
     let concise = v.canonical.clone();
@@ -653,7 +657,7 @@ pub async fn ue_prompt(
                 )
             }
         };
-    count_answer(by);
+    count_answer(ctx, by);
     Ok(UePromptResponse {
         answer: pii::restore(&answer, &d.restore),
         answered_by: by,
@@ -701,7 +705,7 @@ async fn forward(
                 format!("the UE is at {site}, whose edge AI function is not registered in the NRF"),
             )
         })?;
-    metrics::counter!("edgeai_forwarded_total").increment(1);
+    metrics::counter!("edgeai_forwarded_total", "nf" => ctx.name.clone()).increment(1);
     ctx.client
         .post(format!("{root}/{SERVICE_PROMPT}/v1/ue-prompts"))
         .service(SERVICE_PROMPT)

@@ -105,11 +105,12 @@ pub async fn run(a: BenchEdgeArgs) -> anyhow::Result<()> {
         .collect();
     let prompts = Arc::new(prompts);
     let batched = Batcher::start(
+        "bench-edge-batched",
         model.clone(),
         a.max_batch,
         Duration::from_millis(a.max_wait_ms),
     );
-    let single = Batcher::start(model, 1, Duration::ZERO);
+    let single = Batcher::start("bench-edge-single", model, 1, Duration::ZERO);
     // Warm-up (first-touch allocations, thread pool).
     load(&single, &prompts, 1, 2).await?;
     println!(
