@@ -29,6 +29,8 @@ enum Command {
     Edge(cmd::edge::Cmd),
     #[command(flatten)]
     Analytics(cmd::analytics::Cmd),
+    #[command(flatten)]
+    Experiment(cmd::experiment::Cmd),
     /// Benchmarks that print figures beside a baseline measured in the same run.
     #[command(subcommand)]
     Bench(cmd::BenchCmd),
@@ -48,6 +50,7 @@ fn main() {
             Command::Models(c) => cmd::models::run(c).await,
             Command::Edge(c) => cmd::edge::run(c).await,
             Command::Analytics(c) => cmd::analytics::run(c).await,
+            Command::Experiment(c) => cmd::experiment::run(c).await,
             Command::Bench(c) => cmd::run_bench(c).await,
         }
     });

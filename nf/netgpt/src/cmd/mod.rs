@@ -7,6 +7,7 @@ pub mod bench_sbi;
 pub mod bench_sched;
 pub mod bench_wf;
 pub mod edge;
+pub mod experiment;
 pub mod models;
 pub mod nf;
 pub mod testbed;

@@ -1,0 +1,12 @@
+//! (being written)
+
+use clap::Args;
+
+/// Arguments (being written).
+#[derive(Args)]
+pub struct Fig1Args {}
+
+/// Runs the experiment (being written).
+pub async fn run(_a: Fig1Args) -> anyhow::Result<()> {
+    anyhow::bail!("this experiment is being written")
+}
