@@ -208,6 +208,38 @@ pub struct LinkConfig {
     pub bandwidth_bps: f64,
     /// One-way latency in milliseconds.
     pub latency_ms: f64,
+    /// Cost of opening a connection over the link, in milliseconds (e.g. the TCP and TLS
+    /// handshake round trips), paid before the first byte of each new connection.
+    #[serde(default)]
+    pub setup_ms: f64,
+    /// Probability (0..1) that a 1500-byte segment is lost and must be retransmitted.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+/// The UE <-> edge radio/access link (`[ue_link]`), used by link emulation (experiments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UeLinkConfig {
+    /// Bandwidth in bits per second.
+    pub bandwidth_bps: f64,
+    /// One-way latency in milliseconds.
+    pub latency_ms: f64,
+    /// Cost of opening a connection, in milliseconds (handshake round trips).
+    pub setup_ms: f64,
+    /// Probability (0..1) that a 1500-byte segment is lost and must be retransmitted.
+    pub loss: f64,
+}
+
+impl Default for UeLinkConfig {
+    fn default() -> Self {
+        Self {
+            bandwidth_bps: 1e9,
+            latency_ms: 5.0,
+            setup_ms: 0.0,
+            loss: 0.0,
+        }
+    }
 }
 
 /// The cloud AI function's model and serving limits (`[cloudai]`).
@@ -349,6 +381,9 @@ pub struct TestbedConfig {
     /// Links between compute nodes.
     #[serde(default)]
     pub link: Vec<LinkConfig>,
+    /// The UE <-> edge access link (link emulation in the experiments).
+    #[serde(default)]
+    pub ue_link: UeLinkConfig,
     /// Extra CA certificate (PEM) every NF trusts when calling `https://` peers.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
@@ -628,6 +663,39 @@ impl TestbedConfig {
                     "must be a non-negative number",
                 ));
             }
+            if !(l.setup_ms.is_finite() && l.setup_ms >= 0.0) {
+                return Err(ConfigError::key(
+                    format!("link[{i}].setup_ms"),
+                    "must be a non-negative number",
+                ));
+            }
+            if !(0.0..1.0).contains(&l.loss) {
+                return Err(ConfigError::key(
+                    format!("link[{i}].loss"),
+                    "must be a probability in [0, 1)",
+                ));
+            }
+        }
+        let u = &self.ue_link;
+        if !(u.bandwidth_bps.is_finite() && u.bandwidth_bps > 0.0) {
+            return Err(ConfigError::key(
+                "ue_link.bandwidth_bps",
+                "must be a positive number",
+            ));
+        }
+        for (key, v) in [("latency_ms", u.latency_ms), ("setup_ms", u.setup_ms)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ConfigError::key(
+                    format!("ue_link.{key}"),
+                    "must be a non-negative number",
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&u.loss) {
+            return Err(ConfigError::key(
+                "ue_link.loss",
+                "must be a probability in [0, 1)",
+            ));
         }
         Ok(())
     }
@@ -812,6 +880,34 @@ mod tests {
     }
 
     #[test]
+    fn link_emulation_fields_default_and_parse() {
+        let cfg = TestbedConfig::from_toml_str(DEFAULT_TESTBED_TOML, env(&[])).unwrap();
+        assert!(cfg.link.iter().all(|l| l.setup_ms > 0.0 && l.loss == 0.0));
+        assert_eq!(cfg.ue_link.bandwidth_bps, 1e9);
+        // Without the new keys: no set-up cost, no loss, the default UE link.
+        let mut text = String::new();
+        for line in DEFAULT_TESTBED_TOML.lines() {
+            if line.starts_with("[ue_link]") {
+                break;
+            }
+            if !line.starts_with("setup_ms") && !line.starts_with("loss") {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let cfg = TestbedConfig::from_toml_str(&text, env(&[])).unwrap();
+        assert!(cfg.link.iter().all(|l| l.setup_ms == 0.0 && l.loss == 0.0));
+        assert_eq!(cfg.ue_link, UeLinkConfig::default());
+        assert_eq!(cfg.ue_link.latency_ms, 5.0);
+        let cfg = TestbedConfig::from_toml_str(
+            DEFAULT_TESTBED_TOML,
+            env(&[("NETGPT__LINK__1__LOSS", "0.01")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.link[1].loss, 0.01);
+    }
+
+    #[test]
     fn errors_name_the_bad_key() {
         let err = |pairs: &[(&str, &str)]| {
             TestbedConfig::from_toml_str(DEFAULT_TESTBED_TOML, env(pairs))
@@ -835,6 +931,10 @@ mod tests {
             .contains("node[0].devices[0].units"));
         assert!(err(&[("NETGPT__LINK__0__B", "edge-mars")]).contains("link[0].b"));
         assert!(err(&[("NETGPT__LINK__0__LATENCY_MS", "-1")]).contains("link[0].latency_ms"));
+        assert!(err(&[("NETGPT__LINK__0__LOSS", "1.5")]).contains("link[0].loss"));
+        assert!(err(&[("NETGPT__LINK__0__SETUP_MS", "-3")]).contains("link[0].setup_ms"));
+        assert!(err(&[("NETGPT__UE_LINK__BANDWIDTH_BPS", "0")]).contains("ue_link.bandwidth_bps"));
+        assert!(err(&[("NETGPT__UE_LINK__LOSS", "-0.1")]).contains("ue_link.loss"));
         let unknown = TestbedConfig::from_toml_str("bogus = 1\n", env(&[]))
             .unwrap_err()
             .to_string();
