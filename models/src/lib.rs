@@ -12,6 +12,7 @@ pub mod chat;
 pub mod data;
 pub mod edge;
 pub mod fetch;
+pub mod footprint;
 pub mod generation;
 pub mod gguf;
 pub mod gpt2;
