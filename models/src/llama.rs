@@ -111,7 +111,7 @@ impl LlamaConfig {
 
 /// A weight matrix `[out, in]`, quantized or dense.
 #[derive(Debug, Clone)]
-enum Proj {
+pub(crate) enum Proj {
     Quant(QMatMul),
     /// Quantized with `pad` zero columns appended; inputs get `pad` zeros too.
     PaddedQuant {
@@ -309,7 +309,7 @@ impl Proj {
         Ok(Proj::PaddedQuant { q, pad: kp - k })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Proj::Quant(q) => q.forward(x)?,
             Proj::PaddedQuant { q, pad } => {
@@ -332,22 +332,22 @@ fn needs_requant(from: GgmlDType, to: GgmlDType) -> bool {
 }
 
 #[derive(Debug, Clone)]
-struct Layer {
+pub(crate) struct Layer {
     /// q, k and v stacked: `[d + 2 * kv, d]`.
-    qkv: Proj,
-    wo: Proj,
+    pub(crate) qkv: Proj,
+    pub(crate) wo: Proj,
     /// gate and up stacked: `[2 * f, d]`.
-    gate_up: Proj,
-    down: Proj,
-    attn_norm: Tensor,
-    ffn_norm: Tensor,
+    pub(crate) gate_up: Proj,
+    pub(crate) down: Proj,
+    pub(crate) attn_norm: Tensor,
+    pub(crate) ffn_norm: Tensor,
 }
 
 /// The per-sequence key/value cache of every layer (plain buffers, see [`crate::attention`]).
 #[derive(Debug, Default, Clone)]
 pub struct KvCache {
-    layers: Vec<LayerKv>,
-    len: usize,
+    pub(crate) layers: Vec<LayerKv>,
+    pub(crate) len: usize,
 }
 
 impl KvCache {
@@ -402,13 +402,13 @@ pub trait ProjHook: Sync {
 #[derive(Debug, Clone)]
 pub struct Llama {
     cfg: LlamaConfig,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    lm_head: Proj,
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) lm_head: Proj,
     /// RoPE tables `[max_position_embeddings * head_dim / 2]`, on the host for attention.
-    cos: Arc<Vec<f32>>,
-    sin: Arc<Vec<f32>>,
+    pub(crate) cos: Arc<Vec<f32>>,
+    pub(crate) sin: Arc<Vec<f32>>,
     /// GGUF stores q/k permuted for interleaved RoPE; Hugging Face uses the halves layout.
     rope_interleaved: bool,
     device: Device,
@@ -848,7 +848,7 @@ mod q41 {
         sum: i32,
     }
 
-    pub(super) struct PackedQ41 {
+    pub(crate) struct PackedQ41 {
         n: usize,
         k: usize,
         kind: Kind,
