@@ -18,6 +18,7 @@ pub mod gguf;
 pub mod gpt2;
 pub mod llama;
 pub mod llama_lora;
+pub mod llama_split;
 pub mod lora;
 pub mod peft;
 pub mod stream;
