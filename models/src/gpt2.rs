@@ -177,6 +177,23 @@ struct Block {
     proj: [Conv1D; 4], // indexed like Proj::ALL
 }
 
+impl Block {
+    /// Projection `p` of this block (number `layer`) on `h`, plus the adapter's term.
+    fn project(
+        &self,
+        layer: usize,
+        p: Proj,
+        h: &Tensor,
+        delta: Option<&dyn ProjDelta>,
+    ) -> Result<Tensor> {
+        let y = self.proj[p as usize].forward(h)?;
+        match delta.map(|d| d.delta(layer, p, h)).transpose()?.flatten() {
+            Some(d) => Ok((y + d)?),
+            None => Ok(y),
+        }
+    }
+}
+
 /// Per-sequence key/value cache: one `(k, v)` per block, `[B, heads, T, head_dim]`.
 #[derive(Default, Clone)]
 pub struct KvCache {
@@ -321,13 +338,7 @@ impl Gpt2 {
             c.layers.resize(self.blocks.len(), None);
         }
         for (l, blk) in self.blocks.iter().enumerate() {
-            let proj = |p: Proj, h: &Tensor| -> Result<Tensor> {
-                let y = blk.proj[p as usize].forward(h)?;
-                match delta.map(|d| d.delta(l, p, h)).transpose()?.flatten() {
-                    Some(d) => Ok((y + d)?),
-                    None => Ok(y),
-                }
-            };
+            let proj = |p: Proj, h: &Tensor| blk.project(l, p, h, delta);
             let h = blk.ln_1.forward(&x)?;
             let kv = cache.as_deref_mut().map(|c| &mut c.layers[l]);
             let a = self.attention(&proj(Proj::AttnCAttn, &h)?, kv)?;
@@ -552,13 +563,7 @@ impl Gpt2 {
             c.layers.resize(self.blocks.len(), None);
         }
         for (l, blk) in self.blocks.iter().enumerate() {
-            let proj = |p: Proj, h: &Tensor| -> Result<Tensor> {
-                let y = blk.proj[p as usize].forward(h)?;
-                match delta.map(|d| d.delta(l, p, h)).transpose()?.flatten() {
-                    Some(d) => Ok((y + d)?),
-                    None => Ok(y),
-                }
-            };
+            let proj = |p: Proj, h: &Tensor| blk.project(l, p, h, delta);
             let h = blk.ln_1.forward(&x)?;
             let qkv = proj(Proj::AttnCAttn, &h)?;
             let split = |i: usize| -> Result<Tensor> {
