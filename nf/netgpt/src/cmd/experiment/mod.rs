@@ -4,7 +4,11 @@
 
 pub mod fig1;
 pub mod fig3;
+pub mod harness;
+pub mod link;
 pub mod personalisation;
+pub mod report;
+pub mod svg;
 
 use clap::Subcommand;
 
