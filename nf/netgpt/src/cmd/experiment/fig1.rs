@@ -675,11 +675,7 @@ fn markdown(r: &Value) -> String {
                 ms["cloud_skipped"].as_str().unwrap_or("")
             );
         }
-        let cb = |k: &str| {
-            c[k].as_f64()
-                .map(|b| bytes(b))
-                .unwrap_or_else(|| "n/a".into())
-        };
+        let cb = |k: &str| c[k].as_f64().map(bytes).unwrap_or_else(|| "n/a".into());
         let eb = bytes(e["files_bytes"].as_f64().unwrap_or(0.0));
         let _ = writeln!(md, "| framework | storage edge | storage cloud | full FT edge | full FT cloud | LoRA FT edge | LoRA FT cloud | inference edge | inference cloud |");
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
