@@ -45,19 +45,9 @@ pub struct Received {
 pub struct CloudLog(Arc<Mutex<Vec<Received>>>);
 
 impl CloudLog {
-    /// Everything received so far.
-    pub fn all(&self) -> Vec<Received> {
-        self.0.lock().expect("cloud log lock").clone()
-    }
-
     /// How many requests so far (mark before a run, [`CloudLog::since`] after it).
-    pub fn len(&self) -> usize {
+    pub fn mark(&self) -> usize {
         self.0.lock().expect("cloud log lock").len()
-    }
-
-    /// Whether nothing was received.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Requests received after the first `mark`.
@@ -111,6 +101,8 @@ pub struct Harness {
     /// The configuration the NFs run with.
     pub cfg: Arc<TestbedConfig>,
     nfs: Vec<RunningNf>,
+    edge_nfs: Vec<(String, RunningNf)>,
+    db: netgpt_sbi::db::Db,
     /// The UE link's cost.
     pub ue_spec: LinkSpec,
     /// The edge-cloud link's cost.
@@ -226,21 +218,11 @@ impl Harness {
                 }
                 None => None,
             };
-            let mut edges = BTreeMap::new();
-            for (name, nf) in cfg.nf.iter() {
-                if !nf.nf_type.eq_ignore_ascii_case("EDGEAI") {
-                    continue;
-                }
-                let site = nf.locality.clone().unwrap_or_else(|| name.clone());
-                let c = ctx(&cfg, name, &db).await?;
-                let running = netgpt_edgeai::start(c).await?;
-                edges.insert(site, running.addr);
-                nfs.push(running);
-            }
-            anyhow::Ok((cloud_log, offload, edges))
+            let edge_nfs = start_edges(&cfg, &db).await?;
+            anyhow::Ok((cloud_log, offload, edge_nfs))
         }
         .await;
-        let (cloud_log, offload, edges) = match started {
+        let (cloud_log, offload, edge_nfs) = match started {
             Ok(v) => v,
             Err(e) => {
                 for nf in nfs.into_iter().rev() {
@@ -256,9 +238,15 @@ impl Harness {
                     .or_insert_with(|| ue.supi.clone());
             }
         }
+        let edges = edge_nfs
+            .iter()
+            .map(|(site, nf)| (site.clone(), nf.addr))
+            .collect();
         Ok(Harness {
             cfg,
             nfs,
+            edge_nfs,
+            db,
             ue_spec,
             link_spec,
             edges,
@@ -270,6 +258,21 @@ impl Harness {
             model,
             _dir: dir,
         })
+    }
+
+    /// Replaces the edge AI functions by fresh ones (empty duplicate windows and caches), so
+    /// one synergy run does not answer from what an earlier run left behind.
+    pub async fn fresh_edges(&mut self) -> anyhow::Result<()> {
+        for (_, nf) in self.edge_nfs.drain(..).rev() {
+            nf.stop().await;
+        }
+        self.edge_nfs = start_edges(&self.cfg, &self.db).await?;
+        self.edges = self
+            .edge_nfs
+            .iter()
+            .map(|(site, nf)| (site.clone(), nf.addr))
+            .collect();
+        Ok(())
     }
 
     /// A fresh UE link in front of the edge AI function of `site` (its own counters).
@@ -301,10 +304,38 @@ impl Harness {
     /// Stops every NF in reverse order.
     pub async fn stop(self) {
         self.edge_cloud.stop();
+        for (_, nf) in self.edge_nfs.into_iter().rev() {
+            nf.stop().await;
+        }
         for nf in self.nfs.into_iter().rev() {
             nf.stop().await;
         }
     }
+}
+
+/// Starts every EDGEAI function of the configuration: (site, running NF).
+async fn start_edges(
+    cfg: &Arc<TestbedConfig>,
+    db: &netgpt_sbi::db::Db,
+) -> anyhow::Result<Vec<(String, RunningNf)>> {
+    let mut out = Vec::new();
+    for (name, nf) in cfg.nf.iter() {
+        if !nf.nf_type.eq_ignore_ascii_case("EDGEAI") {
+            continue;
+        }
+        let site = nf.locality.clone().unwrap_or_else(|| name.clone());
+        let c = ctx(cfg, name, db).await?;
+        match netgpt_edgeai::start(c).await {
+            Ok(running) => out.push((site, running)),
+            Err(e) => {
+                for (_, nf) in out.into_iter().rev() {
+                    nf.stop().await;
+                }
+                return Err(anyhow::anyhow!("{name}: {e}"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A UE's HTTP/2 client: a new one per request, so each request opens its own connection

@@ -133,11 +133,6 @@ impl LinkStats {
             loss: self.loss.saturating_sub(before.loss),
         }
     }
-
-    /// Bytes both ways.
-    pub fn bytes(&self) -> u64 {
-        self.bytes_up + self.bytes_down
-    }
 }
 
 /// The shared state of one proxy: its spec, counters, the per-direction link clocks and
@@ -242,11 +237,6 @@ impl LinkProxy {
                 addr,
             },
         ))
-    }
-
-    /// The link's spec.
-    pub fn spec(&self) -> &LinkSpec {
-        &self.shared.spec
     }
 
     /// `http://<addr>`: the base URI of the NF behind the link.

@@ -55,8 +55,6 @@ pub fn now_utc() -> String {
 /// Latency summary of a sample, in seconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Summary {
-    /// Sample size.
-    pub n: usize,
     /// Mean.
     pub mean: f64,
     /// Median.
@@ -76,7 +74,6 @@ pub fn summarize(v: &[f64]) -> Summary {
     s.sort_by(f64::total_cmp);
     let rank = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
     Summary {
-        n: s.len(),
         mean: s.iter().sum::<f64>() / s.len() as f64,
         p50: rank(0.5),
         p95: rank(0.95),
@@ -112,7 +109,7 @@ mod tests {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let s = summarize(&v);
         assert_eq!((s.p50, s.p95, s.max, s.mean), (50.0, 95.0, 100.0, 50.5));
-        assert_eq!(summarize(&[]).n, 0);
+        assert_eq!(summarize(&[]).max, 0.0);
     }
 
     #[test]
