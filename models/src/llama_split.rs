@@ -25,6 +25,15 @@
 //! i.e. [`HEADER_BYTES`]` + 2 * rows * cols` bytes: 1,160 bytes per decode step for the
 //! 576-wide SmolLM2-135M. [`decode_hidden`] checks the header against the length and
 //! returns f32.
+//!
+//! f16 halves the bytes but is not lossless: SmolLM2's residual stream carries values in
+//! the tens of thousands next to small ones, and its quantized matmuls round activations
+//! again, so greedy decoding through an f16 cut can pick a different token where the
+//! unsplit model's top two logits nearly tie (measured: it often does within 16 tokens).
+//! [`HiddenWire::F32`] sends the same header with 4-byte IEEE-754 binary32 values instead
+//! (`8 + 4 * rows * cols` bytes); the width is implied by the length, so
+//! [`decode_hidden`] reads both, and through an f32 cut the split model's tokens are
+//! exactly the whole model's.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,37 +48,76 @@ use crate::{Error, Result};
 /// Bytes of the hidden-state header (rows and cols, two little-endian `u32`).
 pub const HEADER_BYTES: usize = 8;
 
-/// Bytes of `rows` hidden states of width `cols` on the wire.
-pub fn wire_bytes(rows: usize, cols: usize) -> usize {
-    HEADER_BYTES + 2 * rows * cols
+/// How hidden-state values cross the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HiddenWire {
+    /// IEEE-754 binary16: half the bytes, rounded (the default).
+    #[default]
+    F16,
+    /// IEEE-754 binary32: lossless.
+    F32,
 }
 
-/// Encodes hidden states `[rows, cols]` (any float dtype) in the wire format (see the module
-/// docs). Fails on a tensor that is not 2-D or has a value beyond the f16 range (rounding
-/// it to infinity would silently change the cloud half's result).
+impl HiddenWire {
+    /// Bytes of one value.
+    pub fn value_bytes(self) -> usize {
+        match self {
+            HiddenWire::F16 => 2,
+            HiddenWire::F32 => 4,
+        }
+    }
+
+    /// Bytes of `rows` hidden states of width `cols`, header included (saturating, for
+    /// headers that claim more than memory holds).
+    pub fn bytes(self, rows: usize, cols: usize) -> usize {
+        rows.saturating_mul(cols)
+            .saturating_mul(self.value_bytes())
+            .saturating_add(HEADER_BYTES)
+    }
+}
+
+/// Bytes of `rows` hidden states of width `cols` in the default (f16) wire format.
+pub fn wire_bytes(rows: usize, cols: usize) -> usize {
+    HiddenWire::F16.bytes(rows, cols)
+}
+
+/// Encodes hidden states `[rows, cols]` (any float dtype) in the f16 wire format (see the
+/// module docs). Fails on a tensor that is not 2-D or has a value beyond the f16 range
+/// (rounding it to infinity would silently change the cloud half's result).
 pub fn encode_hidden(hidden: &Tensor) -> Result<Vec<u8>> {
+    encode_hidden_as(hidden, HiddenWire::F16)
+}
+
+/// Encodes hidden states `[rows, cols]` with values as `wire` says.
+pub fn encode_hidden_as(hidden: &Tensor, wire: HiddenWire) -> Result<Vec<u8>> {
     let (rows, cols) = hidden.dims2()?;
     let values = hidden
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    let mut out = Vec::with_capacity(wire_bytes(rows, cols));
+    let mut out = Vec::with_capacity(wire.bytes(rows, cols));
     out.extend_from_slice(&(rows as u32).to_le_bytes());
     out.extend_from_slice(&(cols as u32).to_le_bytes());
     for v in values {
-        let h = half::f16::from_f32(v);
-        if !h.is_finite() {
-            return Err(Error::Invalid(format!(
-                "hidden state value {v} does not fit in f16"
-            )));
+        match wire {
+            HiddenWire::F16 => {
+                let h = half::f16::from_f32(v);
+                if !h.is_finite() {
+                    return Err(Error::Invalid(format!(
+                        "hidden state value {v} does not fit in f16"
+                    )));
+                }
+                out.extend_from_slice(&h.to_le_bytes());
+            }
+            HiddenWire::F32 => out.extend_from_slice(&v.to_le_bytes()),
         }
-        out.extend_from_slice(&h.to_le_bytes());
     }
     Ok(out)
 }
 
-/// Decodes hidden states written by [`encode_hidden`] into an f32 tensor `[rows, cols]` on
-/// `device`. Fails when the header and the length disagree, or rows or cols is zero.
+/// Decodes hidden states written by [`encode_hidden`] or [`encode_hidden_as`] (f16 or f32
+/// values, told apart by the length) into an f32 tensor `[rows, cols]` on `device`. Fails
+/// when the header and the length disagree, or rows or cols is zero.
 pub fn decode_hidden(bytes: &[u8], device: &Device) -> Result<Tensor> {
     if bytes.len() < HEADER_BYTES {
         return Err(Error::Invalid(format!(
@@ -84,21 +132,30 @@ pub fn decode_hidden(bytes: &[u8], device: &Device) -> Result<Tensor> {
             "hidden states of {rows} rows by {cols} columns are empty"
         )));
     }
-    let want = rows
-        .checked_mul(cols)
-        .and_then(|n| n.checked_mul(2))
-        .and_then(|n| n.checked_add(HEADER_BYTES));
-    if want != Some(bytes.len()) {
+    let values = rows.checked_mul(cols);
+    let fits = |w: usize| {
+        values
+            .and_then(|n| n.checked_mul(w))
+            .and_then(|n| n.checked_add(HEADER_BYTES))
+            == Some(bytes.len())
+    };
+    let body = &bytes[HEADER_BYTES..];
+    let values: Vec<f32> = if fits(2) {
+        body.chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()
+    } else if fits(4) {
+        body.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else {
         return Err(Error::Invalid(format!(
-            "hidden states of {rows} rows by {cols} columns need {} bytes, got {}",
-            want.map_or_else(|| "too many".to_string(), |n| n.to_string()),
+            "hidden states of {rows} rows by {cols} columns need {} (f16) or {} (f32) bytes, got {}",
+            HiddenWire::F16.bytes(rows, cols),
+            HiddenWire::F32.bytes(rows, cols),
             bytes.len()
         )));
-    }
-    let values: Vec<f32> = bytes[HEADER_BYTES..]
-        .chunks_exact(2)
-        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-        .collect();
+    };
     Ok(Tensor::from_vec(values, (rows, cols), device)?)
 }
 
@@ -185,13 +242,34 @@ fn run_layers(model: &Llama, x: Tensor, first: usize, cache: &mut KvCache) -> Re
 pub struct EdgeHalf {
     model: Arc<Llama>,
     split: usize,
+    wire: HiddenWire,
 }
 
 impl EdgeHalf {
-    /// The first `split` layers of `model` (`0 < split < layers`).
+    /// The first `split` layers of `model` (`0 < split < layers`), sending f16.
     pub fn new(model: Arc<Llama>, split: usize) -> Result<Self> {
         check_split(&model, split)?;
-        Ok(Self { model, split })
+        Ok(Self {
+            model,
+            split,
+            wire: HiddenWire::F16,
+        })
+    }
+
+    /// The same half sending its hidden states as `wire` says.
+    pub fn with_wire(mut self, wire: HiddenWire) -> Self {
+        self.wire = wire;
+        self
+    }
+
+    /// How it sends its hidden states.
+    pub fn wire(&self) -> HiddenWire {
+        self.wire
+    }
+
+    /// Feeds `tokens` (see [`EdgeHalf::forward`]) and encodes the hidden states for the wire.
+    pub fn forward_encoded(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<u8>> {
+        encode_hidden_as(&self.forward(tokens, cache)?, self.wire)
     }
 
     /// The split layer `k`: this half runs layers `0..k`.
@@ -323,7 +401,8 @@ pub struct Transfer {
 
 /// Generates a continuation of `prompt` through the split model, in process: each step the
 /// edge half feeds the new tokens (the whole prompt, then the last token), its hidden states
-/// go through the wire format ([`encode_hidden`] → [`decode_hidden`]) to the cloud half,
+/// go through the wire format ([`EdgeHalf::forward_encoded`] → [`decode_hidden`], f16 or
+/// f32 as [`EdgeHalf::wire`] says) to the cloud half,
 /// which samples the next token with `cfg` (sampling, stop tokens and strings as
 /// [`crate::generation::generate`]). `on_transfer` hears the bytes of every step.
 pub fn generate_split(
@@ -350,8 +429,7 @@ pub fn generate_split(
     let (mut edge_cache, mut cloud_cache) = (edge.new_cache(), cloud.new_cache());
     for step in 0.. {
         let input = seq.next_input(usize::MAX).to_vec();
-        let hidden = edge.forward(&input, &mut edge_cache)?;
-        let wire = encode_hidden(&hidden)?;
+        let wire = edge.forward_encoded(&input, &mut edge_cache)?;
         let hidden = decode_hidden(&wire, cloud.model.device())?;
         let logits = cloud.forward(&hidden, &mut cloud_cache)?;
         let out = seq.accept(input.len(), logits, detok, ctx)?;
