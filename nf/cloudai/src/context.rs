@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use netgpt_models::chat::CloudLlm;
+use netgpt_models::llama::Llama;
 use netgpt_models::llama_lora::{LlamaLoraAdapter, ServingLora};
 use netgpt_sbi::config::CloudAiConfig;
 use tokenizers::Tokenizer;
@@ -15,6 +16,9 @@ use crate::engine::{Engine, EngineConfig};
 pub struct CloudAiContext {
     /// The continuous-batching decode loop.
     pub engine: Engine,
+    /// The weights the engine decodes with, shared read-only (split inference runs its
+    /// cloud half on them without a second load).
+    pub model: Arc<Llama>,
     /// Base model id (`SmolLM2-135M-Instruct`).
     pub model_id: String,
     /// Context length of the model.
@@ -82,8 +86,9 @@ impl CloudAiContext {
         }
         let context_length = llm.model.config().max_position_embeddings;
         let tokenizer = Arc::new(llm.tokenizer);
+        let model = Arc::new(llm.model);
         let engine = Engine::start(
-            Arc::new(llm.model),
+            model.clone(),
             tokenizer.clone(),
             EngineConfig {
                 max_batch: limits.max_batch,
@@ -94,6 +99,7 @@ impl CloudAiContext {
         );
         Ok(Self {
             engine,
+            model,
             model_id,
             context_length,
             tokenizer,
