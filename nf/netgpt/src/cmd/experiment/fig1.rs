@@ -64,6 +64,7 @@ pub struct Fig1Args {
 enum Which {
     Edge,
     Cloud,
+    Split,
 }
 
 /// The paper's prompt sizes (its Fig. 1 text: a 12-byte concise prompt, a 95-byte
@@ -76,7 +77,7 @@ const PROBE_TOKENS: usize = 8;
 /// Runs the experiment.
 pub async fn run(a: Fig1Args) -> anyhow::Result<()> {
     if let Some(w) = a.infer_probe {
-        return infer_probe(&a.root, w);
+        return infer_probe(&a, w);
     }
     if !(a.split > 0.0 && a.split < 1.0) {
         bail!(
@@ -246,24 +247,42 @@ fn rss_kib() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-/// The child side of an inference measurement: load, generate [`PROBE_TOKENS`] tokens,
-/// print `{"peak_rss_kib", "rss_after_load_kib", ...}`.
-fn infer_probe(root: &Path, w: Which) -> anyhow::Result<()> {
-    use netgpt_models::chat::{ChatMessage, CloudLlm, Role};
+/// Held-out prompts whose actual traffic the probes measure.
+const TRAFFIC_PROMPTS: usize = 20;
+
+/// The child side of an inference measurement: load, generate (edge: one completion;
+/// cloud: [`PROBE_TOKENS`] tokens), print `{"peak_rss_kib", "rss_after_load_kib", ...}`
+/// as they are then. The edge probe then completes [`TRAFFIC_PROMPTS`] held-out prompts and
+/// adds the mean bytes of its completions (synergy's edge -> cloud payload). `Which::Split`
+/// measures no memory: it cuts the cloud model with `llama_split` and adds the bytes the
+/// edge half really encodes for those prompts (ChatML-rendered, as the cloud would get
+/// them), f16 and f32, and for one decode step.
+fn infer_probe(a: &Fig1Args, w: Which) -> anyhow::Result<()> {
+    use netgpt_models::chat::{render_chatml, ChatMessage, CloudLlm, Role};
     use netgpt_models::generation::GenerationConfig;
-    let held = pairs::read_jsonl(&root.join("models/data").join(pairs::HELDOUT_FILE))?;
+    use netgpt_models::llama_split::{EdgeHalf, HiddenWire};
+    let held = pairs::read_jsonl(&a.root.join("models/data").join(pairs::HELDOUT_FILE))?;
     let p = held.first().context("no prompt pairs")?;
+    let sample = &held[..held.len().min(TRAFFIC_PROMPTS)];
     let t = Instant::now();
-    let (after_load, tokens) = match w {
+    let mut v = match w {
         Which::Edge => {
             let m = netgpt_models::edge::EdgeModel::load(
-                &root.join("models/edge"),
+                &a.root.join("models/edge"),
                 &candle_core::Device::Cpu,
             )?;
             let after = rss_kib().1;
             let text = m.complete(&p.site, &p.concise, None)?;
             let n = netgpt_models::tokenizer::encode(m.tokenizer(), &text)?.len();
-            (after, n)
+            let peak = rss_kib().0;
+            let mut total = 0usize;
+            for q in sample {
+                total += m.complete(&q.site, &q.concise, None)?.len();
+            }
+            json!({"peak_rss_kib": peak, "rss_after_load_kib": after, "generated_tokens": n,
+                   "traffic_prompts": sample.len(),
+                   "concise_bytes": sample.iter().map(|q| q.concise.len()).sum::<usize>() as f64 / sample.len() as f64,
+                   "completion_bytes": total as f64 / sample.len() as f64})
         }
         Which::Cloud => {
             let path = netgpt_models::fetch::cached_cloud_model()
@@ -279,14 +298,49 @@ fn infer_probe(root: &Path, w: Which) -> anyhow::Result<()> {
                 &cfg,
                 &mut |_| {},
             )?;
-            (after, g.usage.completion_tokens)
+            json!({"peak_rss_kib": rss_kib().0, "rss_after_load_kib": after,
+                   "generated_tokens": g.usage.completion_tokens})
+        }
+        Which::Split => {
+            let path = netgpt_models::fetch::cached_cloud_model()
+                .context("cloud model not cached (netgpt models fetch)")?;
+            let tok = netgpt_models::tokenizer::from_gguf_file(&path)?;
+            let model = std::sync::Arc::new(netgpt_models::llama::Llama::from_gguf(
+                &path,
+                &candle_core::Device::Cpu,
+                None,
+            )?);
+            let k = footprint::split_layers(model.config().num_hidden_layers, a.split);
+            let mut res = json!({"split_layer": k, "traffic_prompts": sample.len()});
+            for wire in [HiddenWire::F16, HiddenWire::F32] {
+                let edge = EdgeHalf::new(model.clone(), k)?.with_wire(wire);
+                let (mut up, mut tokens, mut step) = (0usize, 0usize, 0usize);
+                for q in sample {
+                    let text =
+                        render_chatml(&[ChatMessage::new(Role::User, q.concise.clone())], true);
+                    let ids = netgpt_models::tokenizer::encode(&tok, &text)?;
+                    let mut cache = edge.new_cache();
+                    up += edge.forward_encoded(&ids, &mut cache)?.len();
+                    tokens += ids.len();
+                    // One decode step: the next token's hidden state goes up.
+                    step = edge
+                        .forward_encoded(&ids[ids.len() - 1..], &mut cache)?
+                        .len();
+                }
+                let key = if wire == HiddenWire::F16 {
+                    "f16"
+                } else {
+                    "f32"
+                };
+                res[key] = json!({"prompt_up_bytes": up as f64 / sample.len() as f64,
+                                  "decode_step_up_bytes": step});
+                res["prompt_tokens"] = json!(tokens as f64 / sample.len() as f64);
+            }
+            res
         }
     };
-    println!(
-        "{}",
-        json!({"peak_rss_kib": rss_kib().0, "rss_after_load_kib": after_load,
-               "generated_tokens": tokens, "seconds": t.elapsed().as_secs_f64()})
-    );
+    v["seconds"] = json!(t.elapsed().as_secs_f64());
+    println!("{v}");
     Ok(())
 }
 
@@ -363,6 +417,8 @@ fn measure(
                 "fig1".into(),
                 "--root".into(),
                 root.display().to_string(),
+                "--split".into(),
+                a.split.to_string(),
                 "--infer-probe".into(),
                 w.into(),
             ],
@@ -390,6 +446,7 @@ fn measure(
                 "split_front_bytes": front,
                 "split_back_bytes": back,
                 "inference": infer("cloud")?,
+                "split_traffic": infer("split")?,
                 "lora": probe("cloud-lora")?,
                 "full": probe("cloud-full")?,
             })
@@ -715,6 +772,48 @@ fn markdown(r: &Value) -> String {
             c["inference"]["rss_after_load_kib"].as_f64().map(|k| bytes(k * 1024.0)).unwrap_or_else(|| "n/a".into()),
         );
     }
+    if !ms.is_null() && !ms["cloud"].is_null() {
+        let e = &ms["edge"]["inference"];
+        let sp = &ms["cloud"]["split_traffic"];
+        let rate = s["link_bps"].as_f64().unwrap_or(1e9);
+        let lat = |b: f64| secs(b * 8.0 * prompts as f64 / rate);
+        let conc = e["concise_bytes"].as_f64().unwrap_or(0.0);
+        let comp = e["completion_bytes"].as_f64().unwrap_or(0.0);
+        let s16 = sp["f16"]["prompt_up_bytes"].as_f64().unwrap_or(0.0);
+        let s32 = sp["f32"]["prompt_up_bytes"].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "Measured traffic on the first {} held-out prompts: the concise prompts as typed; synergy's payload = the edge model's actual completions; splitting's = the bytes `llama_split::EdgeHalf::forward_encoded` really produced at layer {} for the ChatML-rendered prompt ({:.1} tokens, template included — the computed table counts the bare prompt), 8-byte header included.\n",
+            e["traffic_prompts"], sp["split_layer"], sp["prompt_tokens"].as_f64().unwrap_or(0.0)
+        );
+        let _ = writeln!(
+            md,
+            "| framework | bytes per prompt (measured) | {prompts} prompts at {gbps} Gbps |"
+        );
+        let _ = writeln!(md, "|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| cloud-only / LLM offload | {} | {} |",
+            bytes(conc),
+            lat(conc)
+        );
+        let _ = writeln!(
+            md,
+            "| LLM splitting | {} f16 / {} f32, + {} / {} per decode step | {} / {} |",
+            bytes(s16),
+            bytes(s32),
+            bytes(sp["f16"]["decode_step_up_bytes"].as_f64().unwrap_or(0.0)),
+            bytes(sp["f32"]["decode_step_up_bytes"].as_f64().unwrap_or(0.0)),
+            lat(s16),
+            lat(s32)
+        );
+        let _ = writeln!(
+            md,
+            "| LLM synergy (NetGPT) | {} | {} |\n",
+            bytes(comp),
+            lat(comp)
+        );
+    }
     let _ = writeln!(
         md,
         "![transmission latency](transmission.svg)\n\n`transmission.svg`: transmission latency of {prompts} prompts at {gbps} Gbps per framework (log scale; splitting in f16)."
@@ -776,6 +875,13 @@ fn chart(paper: &[Row], testbed: &[Row], s: &Settings) -> String {
                 r#"<rect x="{:.1}" y="{yy:.1}" width="{bar:.1}" height="{:.1}" fill="{colour}"><title>{}</title></rect>"#,
                 x0 + j as f64 * bar,
                 h - bottom - yy,
+                secs(r.transmission_s)
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
+                x0 + j as f64 * bar + bar / 2.0,
+                yy - 4.0,
                 secs(r.transmission_s)
             );
         }
