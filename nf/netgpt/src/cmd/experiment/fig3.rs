@@ -182,8 +182,6 @@ pub enum Framework {
     Synergy,
     /// The cloud model at the edge site.
     Offload,
-    /// First layers at the edge, the rest in the cloud.
-    Splitting,
 }
 
 impl Framework {
@@ -193,7 +191,6 @@ impl Framework {
             Framework::CloudOnly => "cloud-only",
             Framework::Synergy => "synergy",
             Framework::Offload => "offload",
-            Framework::Splitting => "splitting",
         }
     }
 }
@@ -330,17 +327,15 @@ pub async fn run_framework(
             ec_proxy = Some(ec);
         }
         Framework::Synergy => {
-            for site in items.iter().map(|i| i.site.clone()) {
-                if !ue_proxies.contains_key(&site) {
-                    let p = h.ue_to_edge(&site).await?;
-                    ue_proxies.insert(site, p);
-                }
+            let sites: std::collections::BTreeSet<&str> =
+                items.iter().map(|i| i.site.as_str()).collect();
+            for site in sites {
+                ue_proxies.insert(site.to_owned(), h.ue_to_edge(site).await?);
             }
         }
         Framework::Offload => {
             ue_proxies.insert(String::new(), h.ue_to_offload().await?);
         }
-        Framework::Splitting => anyhow::bail!("split inference is not in this build"),
     }
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let start = Instant::now();

@@ -138,10 +138,11 @@ async fn ctx(
 async fn cloud(ctx: NfContext, register: bool) -> anyhow::Result<(RunningNf, CloudLog)> {
     let limits = ctx.config.cloudai.clone();
     let name = ctx.name.clone();
-    let state =
-        tokio::task::spawn_blocking(move || netgpt_cloudai::CloudAiContext::load(&limits, &name))
-            .await?
-            .map_err(|e| anyhow::anyhow!("cloud AI function: {e}"))?;
+    let state = tokio::task::spawn_blocking(move || {
+        netgpt_cloudai::CloudAiContext::load(&limits, &name).map_err(|e| e.to_string())
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("cloud AI function: {e}"))?;
     let log = CloudLog::default();
     let router = netgpt_cloudai::app(&ctx.name, Arc::new(state))
         .build()
