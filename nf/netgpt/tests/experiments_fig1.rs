@@ -147,3 +147,45 @@ fn a_split_outside_zero_to_one_fails_with_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!dir.path().join("report.json").exists());
 }
+
+fn probe(which: &str) -> Value {
+    let out = Command::new(BIN)
+        .args(["experiment", "fig1", "--infer-probe", which])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The measured traffic: the real split edge half's bytes are one hidden state per prompt
+/// token plus the header, and the edge model's completions are longer than the prompts.
+#[test]
+fn measured_traffic_of_the_real_split_and_edge_model() {
+    let e = probe("edge");
+    assert!(f(&e["completion_bytes"]) > f(&e["concise_bytes"]), "{e}");
+    assert!(f(&e["peak_rss_kib"]) >= f(&e["rss_after_load_kib"]) && f(&e["peak_rss_kib"]) > 0.0);
+    let Some(gguf) = netgpt_models::fetch::cached_cloud_model() else {
+        eprintln!("skipping the split probe: the cloud model is not cached (netgpt models fetch)");
+        return;
+    };
+    let cfg = netgpt_models::footprint::llama_config_from_gguf(&gguf).unwrap();
+    let hidden = cfg.hidden_size as f64;
+    let s = probe("split");
+    assert_eq!(
+        s["split_layer"],
+        netgpt_models::footprint::split_layers(cfg.num_hidden_layers, 0.25),
+        "{s}"
+    );
+    let tokens = f(&s["prompt_tokens"]);
+    for (wire, width) in [("f16", 2.0), ("f32", 4.0)] {
+        let up = f(&s[wire]["prompt_up_bytes"]);
+        assert!((up - (8.0 + tokens * hidden * width)).abs() < 1e-6, "{s}");
+        assert_eq!(f(&s[wire]["decode_step_up_bytes"]), 8.0 + hidden * width);
+    }
+    assert!(f(&s["f16"]["prompt_up_bytes"]) > 100.0 * f(&e["concise_bytes"]));
+}
