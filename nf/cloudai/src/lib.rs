@@ -1,5 +1,7 @@
 //! Cloud AI function of the NetGPT testbed: the cloud LLM served over SBI
-//! (`ncloudai-gen/v1`) and an OpenAI-compatible API (`/v1/chat/completions`, `/v1/models`).
+//! (`ncloudai-gen/v1`), its second half for split inference with the edge
+//! (`ncloudai-split/v1`, see [`split`]) and an OpenAI-compatible API
+//! (`/v1/chat/completions`, `/v1/models`).
 //!
 //! Layout (as every NF): [`api`] and [`openai`] (routes + OpenAPI, thin), [`procedures`]
 //! (checking and admitting requests, no HTTP), [`engine`] (the continuous-batching decode
@@ -17,6 +19,7 @@ pub mod context;
 pub mod engine;
 pub mod openai;
 pub mod procedures;
+pub mod split;
 pub mod types;
 
 use std::sync::Arc;
@@ -35,6 +38,10 @@ pub fn service_docs() -> Vec<(String, utoipa::openapi::OpenApi)> {
     vec![
         (SERVICE.to_owned(), api::NcloudaiGenApi::openapi()),
         ("openai".to_owned(), openai::OpenAiApi::openapi()),
+        (
+            split::SERVICE.to_owned(),
+            split::NcloudaiSplitApi::openapi(),
+        ),
     ]
 }
 
@@ -48,8 +55,13 @@ pub fn app(name: &str, state: Arc<CloudAiContext>) -> NfApp {
         )
         .service(
             "openai",
-            openai::openai_router(state),
+            openai::openai_router(state.clone()),
             openai::OpenAiApi::openapi(),
+        )
+        .service(
+            split::SERVICE,
+            split::split_router(state),
+            split::NcloudaiSplitApi::openapi(),
         )
 }
 
@@ -72,8 +84,8 @@ pub async fn start_with_state(
 ) -> Result<RunningNf, NfError> {
     netgpt_sbi::metrics::prometheus();
     let app = app(&ctx.name, state).metrics_prefix("cloudai_");
-    // Only the SBI service goes into the NFProfile; the OpenAI routes are for clients.
-    let profile = ctx.profile(&[SERVICE]);
+    // Only the SBI services go into the NFProfile; the OpenAI routes are for clients.
+    let profile = ctx.profile(&[SERVICE, split::SERVICE]);
     ctx.launch_with_profile(app.build(), Some(profile)).await
 }
 
