@@ -214,7 +214,14 @@ fn run_layers(model: &Llama, x: Tensor, first: usize, cache: &mut KvCache) -> Re
                 .to_device(&Device::Cpu)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
-            let y = attend(&mut qkv_host, &[t], &mut [lkv], dims, &model.cos, &model.sin);
+            let y = attend(
+                &mut qkv_host,
+                &[t],
+                &mut [lkv],
+                dims,
+                &model.cos,
+                &model.sin,
+            );
             let y = Tensor::from_vec(y, (t, d), model.device())?;
             x = (x + layer.wo.forward(&y)?)?;
             let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;

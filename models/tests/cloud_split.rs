@@ -115,7 +115,11 @@ fn split_tokens(
         assert_eq!(t.step, i);
         let rows = if i == 0 { prompt.len() } else { 1 };
         assert_eq!(t.positions, rows);
-        assert_eq!(t.up_bytes, HEADER_BYTES + rows * d * wire.value_bytes(), "step {i}");
+        assert_eq!(
+            t.up_bytes,
+            HEADER_BYTES + rows * d * wire.value_bytes(),
+            "step {i}"
+        );
         assert_eq!(t.down_bytes, 4);
     }
     (g.tokens, transfers)
@@ -135,12 +139,25 @@ fn halves_compute_the_whole_models_logits_bit_for_bit() {
         assert_eq!(h.dims(), &[6, 64]);
         let got = cloud.forward(&h, &mut cc).unwrap();
         let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "prompt logits, k={k}");
+        assert_eq!(
+            diff.to_scalar::<f32>().unwrap(),
+            0.0,
+            "prompt logits, k={k}"
+        );
         // Two more positions against both caches.
         let h = edge.forward(&prompt[6..], &mut ec).unwrap();
         let got = cloud.forward(&h, &mut cc).unwrap();
-        let diff = (&got - &want_next).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "cached logits, k={k}");
+        let diff = (&got - &want_next)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert_eq!(
+            diff.to_scalar::<f32>().unwrap(),
+            0.0,
+            "cached logits, k={k}"
+        );
         assert_eq!((ec.len(), cc.len()), (8, 8));
     }
 }
@@ -206,7 +223,10 @@ fn split_layer_must_leave_layers_on_both_sides() {
     assert_eq!(cc.len(), 0, "a refused feed leaves the cache alone");
     let mut ec = edge.new_cache();
     assert!(edge.forward(&[], &mut ec).is_err());
-    assert!(edge.forward(&[97], &mut ec).is_err(), "token beyond the vocabulary");
+    assert!(
+        edge.forward(&[97], &mut ec).is_err(),
+        "token beyond the vocabulary"
+    );
     // Halves of different cuts do not pair.
     let other = CloudHalf::new(model.clone(), 2).unwrap();
     assert!(generate_split(&edge, &other, &Letters, &[1, 2], &greedy(2), &mut |_| {}).is_err());
@@ -239,7 +259,10 @@ fn wire_format_round_trips_within_f16_precision_and_checks_its_header() {
     assert_eq!(z.flatten_all().unwrap().to_vec1::<f32>().unwrap(), xv);
 
     assert!(decode_hidden(&bytes[..7], &dev).is_err(), "short header");
-    assert!(decode_hidden(&bytes[..bytes.len() - 2], &dev).is_err(), "truncated");
+    assert!(
+        decode_hidden(&bytes[..bytes.len() - 2], &dev).is_err(),
+        "truncated"
+    );
     let mut zero_rows = bytes.clone();
     zero_rows[..4].copy_from_slice(&0u32.to_le_bytes());
     assert!(decode_hidden(&zero_rows[..8], &dev).is_err(), "empty");
@@ -281,8 +304,7 @@ fn real_cloud_model_split_generation_matches_unsplit_greedy() {
         let want = generate(&mut whole, &llm.tokenizer, &prompt, &cfg, &mut |_| {}).unwrap();
         for k in [1, n / 2, n - 1] {
             for wire in [HiddenWire::F32, HiddenWire::F16] {
-                let (got, transfers) =
-                    split_tokens(&model, k, wire, &llm.tokenizer, &prompt, &cfg);
+                let (got, transfers) = split_tokens(&model, k, wire, &llm.tokenizer, &prompt, &cfg);
                 let same = got.iter().zip(&want.tokens).take_while(|(a, b)| a == b);
                 eprintln!(
                     "k={k} {wire:?}: prompt {} tokens -> {} B up; decode step {} B up, {} B down; \
