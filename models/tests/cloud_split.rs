@@ -289,7 +289,7 @@ fn real_cloud_model_split_generation_matches_unsplit_greedy() {
         return;
     };
     let llm = CloudLlm::from_gguf(path).expect("load cloud gguf");
-    let cfg = llm.with_stops(&greedy(16));
+    let cfg = llm.with_stops(&greedy(12));
     let model = Arc::new(llm.model.clone());
     let mut whole = llm.model.clone();
     let n = model.config().num_hidden_layers;
