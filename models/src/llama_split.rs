@@ -29,8 +29,9 @@
 //! f16 halves the bytes but is not lossless: SmolLM2's residual stream carries values in
 //! the tens of thousands next to small ones, and its quantized matmuls round activations
 //! again, so greedy decoding through an f16 cut can pick a different token where the
-//! unsplit model's top two logits nearly tie (measured on the Q4_1 GGUF, AVX2 CPU: 7 of
-//! 20 prompt/cut pairs diverged within 24 greedy tokens, 3 of them at the first token).
+//! unsplit model's top two logits nearly tie (measured with the GGUF requantized to Q8_0 on
+//! a CPU without AVX512-VNNI: 10 of 20 prompt/cut pairs diverged within 24 greedy tokens,
+//! 4 of them at the first token).
 //! [`HiddenWire::F32`] sends the same header with 4-byte IEEE-754 binary32 values instead
 //! (`8 + 4 * rows * cols` bytes); the width is implied by the length, so
 //! [`decode_hidden`] reads both, and through an f32 cut the split model's tokens are
