@@ -182,6 +182,8 @@ pub enum Framework {
     Synergy,
     /// The cloud model at the edge site.
     Offload,
+    /// First layers at the edge, the rest in the cloud.
+    Splitting,
 }
 
 impl Framework {
@@ -191,6 +193,7 @@ impl Framework {
             Framework::CloudOnly => "cloud-only",
             Framework::Synergy => "synergy",
             Framework::Offload => "offload",
+            Framework::Splitting => "splitting",
         }
     }
 }
@@ -280,6 +283,15 @@ fn add(a: LinkStats, b: LinkStats) -> LinkStats {
     }
 }
 
+/// Splitting's cut: a quarter of the cloud model's layers at the edge (the paper's 1/4).
+pub fn split_layer(h: &Harness) -> usize {
+    let n = h
+        .offload
+        .as_ref()
+        .map_or(0, |(_, _, st)| st.model.config().num_hidden_layers);
+    (n / 4).max(1)
+}
+
 /// POSTs `body` to `url` on a new connection; (latency s, response JSON) or the reason.
 async fn post(url: String, body: Value) -> Result<(f64, Value), String> {
     let client = ue_client().map_err(|e| e.to_string())?;
@@ -313,6 +325,7 @@ pub async fn run_framework(
     // The UE-side entry point of each site (per run, so its counters are this run's).
     let mut ue_proxies = BTreeMap::new();
     let mut ec_proxy = None;
+    let mut split_edge = None;
     let (cloud_log, mark) = match fw {
         Framework::Offload => {
             let log = h.offload.as_ref().context("offload instance")?.1.clone();
@@ -338,6 +351,12 @@ pub async fn run_framework(
         Framework::Offload => {
             ue_proxies.insert(String::new(), h.ue_to_offload().await?);
         }
+        Framework::Splitting => {
+            let (ue, ec, edge) = h.ue_to_split(split_layer(h)).await?;
+            ue_proxies.insert(String::new(), ue);
+            ec_proxy = Some(ec);
+            split_edge = Some(edge);
+        }
     }
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let start = Instant::now();
@@ -357,6 +376,10 @@ pub async fn run_framework(
                     json!({ "supi": supi, "prompt": item.concise, "maxTokens": max_tokens }),
                 )
             }
+            Framework::Splitting => (
+                format!("{}/split-edge/v1/generate", ue_proxies[""].url()),
+                json!({ "prompt": item.concise, "maxTokens": max_tokens }),
+            ),
             _ => (
                 format!("{}/ncloudai-gen/v1/generate", ue_proxies[""].url()),
                 json!({ "prompt": item.concise, "maxTokens": max_tokens }),
@@ -379,8 +402,7 @@ pub async fn run_framework(
             };
             let t = &r.1["timings"];
             let stages_s = (fw == Framework::Synergy).then(|| {
-                ["locationMs", "completeMs", "cloudMs"]
-                    .map(|k| t[k].as_f64().unwrap_or(0.0) / 1e3)
+                ["locationMs", "completeMs", "cloudMs"].map(|k| t[k].as_f64().unwrap_or(0.0) / 1e3)
             });
             Ok::<_, String>(Answer {
                 item: i,
@@ -411,6 +433,7 @@ pub async fn run_framework(
         (None, Framework::Synergy) => h.edge_cloud.stats().since(&ec_before),
         _ => LinkStats::default(),
     };
+    drop(split_edge);
     let received = cloud_log.since(mark);
     let lat: Vec<f64> = answers.iter().map(|a| a.latency_s).collect();
     let latency = summarize(&lat);
@@ -497,13 +520,22 @@ async fn experiment(
             dup_of: None,
         })
         .collect();
-    for fw in [Framework::CloudOnly, Framework::Offload] {
+    for fw in [
+        Framework::CloudOnly,
+        Framework::Offload,
+        Framework::Splitting,
+    ] {
         run_framework(h, fw, &warm, a.concurrency, a.max_tokens).await?;
     }
     // Offload's UEs are those of the offload instance's site: every request is sent to it
     // (the prompts themselves are the same).
     let mut runs = Vec::new();
-    for fw in [Framework::CloudOnly, Framework::Synergy, Framework::Offload] {
+    for fw in [
+        Framework::CloudOnly,
+        Framework::Synergy,
+        Framework::Offload,
+        Framework::Splitting,
+    ] {
         eprintln!("fig3: {} ({} prompts)", fw.name(), items.len());
         let r = run_framework(h, fw, items, a.concurrency, a.max_tokens).await?;
         eprintln!(
@@ -593,7 +625,12 @@ fn write_report(
     let _ = writeln!(
         md,
         "- offload: the cloud model's second instance at {offload_site}, reached over the UE link\n\
-         - splitting: not measured — split inference is not in this build\n"
+         - splitting: the first {} of {} layers of the cloud model at {offload_site} (the paper's 1/4), \
+         hidden states (f16 wire format, base64 in JSON) to the cloud AI function's ncloudai-split over the \
+         edge-cloud link, one request per generated token; at most {} split sessions at once (the cloud's bound)\n",
+        split_layer(h),
+        h.offload.as_ref().map_or(0, |(_, _, st)| st.model.config().num_hidden_layers),
+        netgpt_cloudai::split::SplitLimits::default().max_sessions
     );
     let _ = writeln!(md, "## Latency (end to end, at the UE)\n");
     let rows: Vec<Vec<String>> = runs
@@ -681,6 +718,19 @@ fn write_report(
             s.cloud_calls,
             c.cloud_calls
         );
+        if let Some(sp) = find(Framework::Splitting) {
+            let up =
+                |f: &FrameworkRun| f.edge_cloud_link.bytes_up as f64 / f.requests.max(1) as f64;
+            let _ = writeln!(
+                md,
+                "Splitting moved {:.0} bytes per request towards the cloud over the edge-cloud link (hidden \
+                 states of every prompt token, then one per generated token), {:.0} times cloud-only's {:.0} \
+                 (HTTP/2 wire bytes, headers included); the issue's D is this ratio per prompt.\n",
+                up(sp),
+                up(sp) / up(c).max(1e-9),
+                up(c)
+            );
+        }
         let stage = |k: usize| {
             let v: Vec<f64> = s
                 .answers

@@ -31,10 +31,10 @@ use serde_json::Value;
 
 use super::link::{LinkProxy, LinkSpec};
 
-/// One `generate` request a cloud AI function received.
+/// One generation a cloud AI function was asked for (`generate`, or a split session).
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// The prompt (or the last message's content).
+    /// The prompt (or the last message's content; empty for a split session).
     pub prompt: String,
     /// Size of the request body, bytes.
     pub body_bytes: usize,
@@ -65,7 +65,12 @@ async fn record(
     let bytes = axum::body::to_bytes(body, 16 << 20)
         .await
         .unwrap_or_default();
-    if parts.uri.path().ends_with("/generate") {
+    // A generation is one `generate` call or one split session (its creation; its steps
+    // are part of it).
+    let path = parts.uri.path();
+    if path.ends_with("/generate")
+        || (path.ends_with("/sessions") && parts.method == axum::http::Method::POST)
+    {
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let prompt = v["prompt"]
             .as_str()
@@ -117,8 +122,9 @@ pub struct Harness {
     pub edge_cloud: LinkProxy,
     /// What the cloud AI function received.
     pub cloud_log: CloudLog,
-    /// The edge-sited cloud instance (offload): address and what it received.
-    pub offload: Option<(SocketAddr, CloudLog)>,
+    /// The edge-sited cloud instance (offload): address, what it received, and its model
+    /// (whose first layers the split edge half runs, at the same site).
+    pub offload: Option<(SocketAddr, CloudLog, Arc<netgpt_cloudai::CloudAiContext>)>,
     /// The cloud model file.
     pub model: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -135,7 +141,10 @@ async fn ctx(
 }
 
 /// Loads a cloud AI function state and serves it with a recording layer.
-async fn cloud(ctx: NfContext, register: bool) -> anyhow::Result<(RunningNf, CloudLog)> {
+async fn cloud(
+    ctx: NfContext,
+    register: bool,
+) -> anyhow::Result<(RunningNf, CloudLog, Arc<netgpt_cloudai::CloudAiContext>)> {
     let limits = ctx.config.cloudai.clone();
     let name = ctx.name.clone();
     let state = tokio::task::spawn_blocking(move || {
@@ -144,11 +153,12 @@ async fn cloud(ctx: NfContext, register: bool) -> anyhow::Result<(RunningNf, Clo
     .await?
     .map_err(|e| anyhow::anyhow!("cloud AI function: {e}"))?;
     let log = CloudLog::default();
-    let router = netgpt_cloudai::app(&ctx.name, Arc::new(state))
+    let state = Arc::new(state);
+    let router = netgpt_cloudai::app(&ctx.name, state.clone())
         .build()
         .layer(axum::middleware::from_fn_with_state(log.clone(), record));
     let profile = register.then(|| ctx.profile(&[netgpt_cloudai::SERVICE]));
-    Ok((ctx.launch_with_profile(router, profile).await?, log))
+    Ok((ctx.launch_with_profile(router, profile).await?, log, state))
 }
 
 impl Harness {
@@ -207,15 +217,15 @@ impl Harness {
             nfs.push(netgpt_amf::start(amf).await?);
             let cloud_ctx =
                 NfContext::with_listener(cfg.clone(), "cloudai", cloud_listener, db.clone())?;
-            let (running, cloud_log) = cloud(cloud_ctx, true).await?;
+            let (running, cloud_log, _) = cloud(cloud_ctx, true).await?;
             nfs.push(running);
             let offload = match &opts.offload_site {
                 Some(_) => {
                     let c = ctx(&cfg, "cloudai-offload", &db).await?;
-                    let (running, log) = cloud(c, false).await?;
+                    let (running, log, state) = cloud(c, false).await?;
                     let addr = running.addr;
                     nfs.push(running);
-                    Some((addr, log))
+                    Some((addr, log, state))
                 }
                 None => None,
             };
@@ -295,11 +305,30 @@ impl Harness {
 
     /// Offload's path: a UE link in front of the edge-sited cloud instance.
     pub async fn ue_to_offload(&self) -> anyhow::Result<LinkProxy> {
-        let (addr, _) = self
+        let (addr, _, _) = self
             .offload
             .as_ref()
             .context("the harness was started without the offload instance")?;
         Ok(LinkProxy::start(*addr, self.ue_spec.clone()).await?.1)
+    }
+
+    /// Splitting's path: a UE link in front of the split edge (the first `split_layer` layers
+    /// of the cloud model at the offload site), which reaches the cloud AI function's
+    /// `ncloudai-split` over a fresh edge-cloud link. Returns (UE link, edge-cloud link, the
+    /// split edge server).
+    pub async fn ue_to_split(
+        &self,
+        split_layer: usize,
+    ) -> anyhow::Result<(LinkProxy, LinkProxy, SplitEdge)> {
+        let (_, _, state) = self
+            .offload
+            .as_ref()
+            .context("the harness was started without the edge-sited model")?;
+        let (ec_addr, ec) = LinkProxy::start(self.cloud_addr, self.link_spec.clone()).await?;
+        let edge =
+            SplitEdge::start(state.clone(), split_layer, format!("http://{ec_addr}")).await?;
+        let (_, ue) = LinkProxy::start(edge.addr, self.ue_spec.clone()).await?;
+        Ok((ue, ec, edge))
     }
 
     /// Stops every NF in reverse order.
@@ -346,4 +375,95 @@ pub fn ue_client() -> anyhow::Result<reqwest::Client> {
         .http2_prior_knowledge()
         .timeout(std::time::Duration::from_secs(600))
         .build()?)
+}
+
+/// The edge side of LLM splitting, as the experiments run it: an HTTP endpoint at the edge
+/// site (`POST /split-edge/v1/generate` with `{"prompt", "maxTokens"}`) that runs the first
+/// layers of the cloud model on the UE's prompt (ChatML-rendered, as `ncloudai-gen` renders
+/// it) and drives the cloud's `ncloudai-split` sessions with
+/// [`netgpt_cloudai::split::generate_split_remote`], hidden states in the f16 wire format.
+/// At most the cloud's session bound of generations run at once; the others wait here.
+pub struct SplitEdge {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct SplitEdgeState {
+    ctx: Arc<netgpt_cloudai::CloudAiContext>,
+    edge: Arc<netgpt_models::llama_split::EdgeHalf>,
+    client: netgpt_sbi::SbiClient,
+    cloud_root: String,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl SplitEdge {
+    async fn start(
+        ctx: Arc<netgpt_cloudai::CloudAiContext>,
+        split_layer: usize,
+        cloud_root: String,
+    ) -> anyhow::Result<SplitEdge> {
+        let edge = netgpt_models::llama_split::EdgeHalf::new(ctx.model.clone(), split_layer)
+            .map_err(|e| anyhow::anyhow!("split layer {split_layer}: {e}"))?;
+        let st = SplitEdgeState {
+            ctx,
+            edge: Arc::new(edge),
+            client: netgpt_sbi::SbiClient::new("split-edge"),
+            cloud_root,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                netgpt_cloudai::split::SplitLimits::default().max_sessions,
+            )),
+        };
+        let app = axum::Router::new()
+            .route(
+                "/split-edge/v1/generate",
+                axum::routing::post(split_generate),
+            )
+            .with_state(st);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(SplitEdge { addr, task })
+    }
+}
+
+impl Drop for SplitEdge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn split_generate(
+    axum::extract::State(st): axum::extract::State<SplitEdgeState>,
+    axum::Json(req): axum::Json<Value>,
+) -> Result<axum::Json<Value>, (axum::http::StatusCode, String)> {
+    use netgpt_models::chat::{render_chatml, ChatMessage, Role};
+    let bad = |e: String| (axum::http::StatusCode::BAD_GATEWAY, e);
+    let prompt = req["prompt"].as_str().unwrap_or_default().to_owned();
+    let max_tokens = req["maxTokens"].as_u64().unwrap_or(16) as usize;
+    let text = render_chatml(&[ChatMessage::new(Role::User, prompt)], true);
+    let ids = netgpt_models::tokenizer::encode(&st.ctx.tokenizer, &text)
+        .map_err(|e| bad(e.to_string()))?;
+    let _slot = st.slots.acquire().await.map_err(|e| bad(e.to_string()))?;
+    let out = netgpt_cloudai::split::generate_split_remote(
+        &st.client,
+        &st.cloud_root,
+        &st.edge,
+        &st.ctx.tokenizer,
+        &ids,
+        st.edge.split_layer(),
+        max_tokens,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    Ok(axum::Json(serde_json::json!({
+        "text": out.text,
+        "promptTokens": ids.len(),
+        "bytesUp": out.bytes_up,
+        "bytesDown": out.bytes_down,
+        "steps": out.steps,
+    })))
 }
