@@ -30,11 +30,16 @@ fn run(args: &[String]) -> Result<(), String> {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root().join("models/data"));
             let (t, h) = intent::write_datasets(&dir, intent::SEED).map_err(e)?;
-            println!("wrote {t} training and {h} held-out pairs to {}", dir.display());
+            println!(
+                "wrote {t} training and {h} held-out pairs to {}",
+                dir.display()
+            );
         }
         Some("train") => {
             let num = |i: usize, d: f64| -> Result<f64, String> {
-                arg(i).map_or(Ok(d), |s| s.parse().map_err(|_| format!("not a number: {s}")))
+                arg(i).map_or(Ok(d), |s| {
+                    s.parse().map_err(|_| format!("not a number: {s}"))
+                })
             };
             let def = intent::TrainOptions::default();
             let train = intent::TrainOptions {
@@ -69,7 +74,12 @@ fn run(args: &[String]) -> Result<(), String> {
                 for p in &h {
                     let pred = intent::rule_based(&p.text);
                     if pred != intent::parse_keywords(&p.keywords) {
-                        println!("{}\n  gold {}\n  rule {}", p.text, p.keywords, intent::format_keywords(&pred));
+                        println!(
+                            "{}\n  gold {}\n  rule {}",
+                            p.text,
+                            p.keywords,
+                            intent::format_keywords(&pred)
+                        );
                     }
                 }
             }

@@ -91,10 +91,16 @@ pub const FRAMES: &[(&str, bool)] = &[
     ("Connect {S} to {D} at {R}{E}", false),
     ("Can you provision {R} from {S} towards {D}{E}?", false),
     ("{S} to {D}, {R}{E}", false),
-    ("Please create a link {S} -> {D} with {R} of bandwidth{E}", false),
+    (
+        "Please create a link {S} -> {D} with {R} of bandwidth{E}",
+        false,
+    ),
     ("We require a {R} circuit linking {S} with {D}{E}", false),
     ("{L}I'd like a {R} path from {S} to {D}", false),
-    ("Could you establish a {R} service between {S} and {D}{E}?", false),
+    (
+        "Could you establish a {R} service between {S} and {D}{E}?",
+        false,
+    ),
     ("Provision bandwidth of {R} from {S} to {D}{E}", false),
     ("Need a link: {S} to {D}, {R}{E}", false),
     ("To {D} from {S}: {R}{E}", false),
@@ -108,13 +114,22 @@ pub const FRAMES: &[(&str, bool)] = &[
     ("Build a {R} pipe from {S} into {D}{E}", false),
     ("How about a {R} link {S} to {D}{E}?", false),
     ("Requesting {R} capacity from {S} to {D}{E}", false),
-    ("Create a new {R} transport service, source {S}, destination {D}{E}", false),
+    (
+        "Create a new {R} transport service, source {S}, destination {D}{E}",
+        false,
+    ),
     ("Can I get {R} between {S} and {D}{E}?", false),
     ("{L}we need {R} from {S} to {D}", false),
     ("Order a {R} wavelength from {S} to {D}{E}", false),
-    ("Establish connectivity between {S} and {D} at {R}{E}", false),
+    (
+        "Establish connectivity between {S} and {D} at {R}{E}",
+        false,
+    ),
     ("Traffic from {S} to {D} needs {R}{E}", false),
-    ("Would it be possible to link {S} to {D} with {R}{E}?", false),
+    (
+        "Would it be possible to link {S} to {D} with {R}{E}?",
+        false,
+    ),
     ("Please route {R} from {S} to {D}{E}", false),
     ("Make a {R} link between {S} and {D}{E}", false),
     ("Set up {S} to {D}{E}", false),
@@ -125,8 +140,14 @@ pub const FRAMES: &[(&str, bool)] = &[
     ("From {S}, I'd like {R} reaching {D}{E}", true),
     ("Our team at {S} must reach {D} with {R}{E}", true),
     ("Is it possible to get {R} between {S} and {D}{E}?", true),
-    ("Link request. Source: {S}. Destination: {D}. Bandwidth: {R}{E}", true),
-    ("Bring up {R} of capacity that goes from {S} all the way to {D}{E}", true),
+    (
+        "Link request. Source: {S}. Destination: {D}. Bandwidth: {R}{E}",
+        true,
+    ),
+    (
+        "Bring up {R} of capacity that goes from {S} all the way to {D}{E}",
+        true,
+    ),
     ("{D} should receive {R} from {S}{E}", true),
 ];
 
@@ -282,7 +303,9 @@ fn protection(rng: &mut StdRng) -> (String, String) {
 }
 
 fn latency(rng: &mut StdRng) -> (String, String) {
-    let n = *[1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100].choose(rng).unwrap();
+    let n = *[1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 100]
+        .choose(rng)
+        .unwrap();
     let w = match rng.random_range(0..9) {
         0 => format!("under {n} milliseconds"),
         1 => format!("latency below {n} ms"),
@@ -307,7 +330,10 @@ fn slice(rng: &mut StdRng) -> (String, String) {
             "URLLC",
             &["URLLC", "urllc", "ultra-reliable low-latency", "URLLC"],
         ),
-        _ => ("mMTC", &["mMTC", "mmtc", "massive IoT", "massive machine-type"]),
+        _ => (
+            "mMTC",
+            &["mMTC", "mmtc", "massive IoT", "massive machine-type"],
+        ),
     };
     let name = names.choose(rng).unwrap();
     if rng.random_bool(0.15) {
@@ -435,15 +461,14 @@ fn make_pair(t: usize, rng: &mut StdRng) -> IntentPair {
     }
     // Context sentences with a current value that is not the requested one.
     let mut context = String::new();
-    if let Some(r) = kw.get("rate") {
-        if rng.random_bool(0.12) {
-            let old = *["1 Mbps", "2 Mbps", "5 Mbps", "500 kbps"].choose(rng).unwrap();
-            context = match rng.random_range(0..2) {
-                0 => format!("Currently we only get {old}. "),
-                _ => format!("Our old circuit was {old}, not enough any more. "),
-            };
-            let _ = r;
-        }
+    if kw.contains_key("rate") && rng.random_bool(0.12) {
+        let old = *["1 Mbps", "2 Mbps", "5 Mbps", "500 kbps"]
+            .choose(rng)
+            .unwrap();
+        context = match rng.random_range(0..2) {
+            0 => format!("Currently we only get {old}. "),
+            _ => format!("Our old circuit was {old}, not enough any more. "),
+        };
     }
     if let Some(l) = kw.get("latency") {
         if context.is_empty() && rng.random_bool(0.12) {
@@ -640,7 +665,11 @@ pub fn rule_based(text: &str) -> BTreeMap<String, String> {
     let mut kw = BTreeMap::new();
     if let Some(c) = r.rate.captures(text) {
         let unit = c[2].to_lowercase();
-        let u = if unit.starts_with('g') { "Gbps" } else { "Mbps" };
+        let u = if unit.starts_with('g') {
+            "Gbps"
+        } else {
+            "Mbps"
+        };
         kw.insert("rate".into(), format!("{}{u}", &c[1]));
     }
     for c in r.latency.captures_iter(text) {
@@ -1189,7 +1218,8 @@ impl IntentModel {
         let mut out = Vec::with_capacity(texts.len());
         // Chunks bound the padded attention work of one batched step.
         for chunk in prompts.chunks(64) {
-            let gens = generation::generate_batch(&lm, &self.tokenizer, chunk, &cfg, &mut |_, _| {})?;
+            let gens =
+                generation::generate_batch(&lm, &self.tokenizer, chunk, &cfg, &mut |_, _| {})?;
             for g in gens {
                 let ids: Vec<u32> = g
                     .tokens
@@ -1239,9 +1269,9 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             seed: SEED,
-            steps: 300,
-            batch_size: 16,
-            lr: 2e-3,
+            steps: 1600,
+            batch_size: 4,
+            lr: 4e-3,
         }
     }
 }
@@ -1442,7 +1472,8 @@ pub fn evaluate(
             })
             .collect();
         let gold = keywords_of(&idx.iter().map(|&i| &heldout[i]).collect::<Vec<_>>());
-        let pick = |p: &[BTreeMap<String, String>]| idx.iter().map(|&i| p[i].clone()).collect::<Vec<_>>();
+        let pick =
+            |p: &[BTreeMap<String, String>]| idx.iter().map(|&i| p[i].clone()).collect::<Vec<_>>();
         rows.push(ReportRow {
             method: "majority".into(),
             subset: subset.into(),
@@ -1521,7 +1552,10 @@ pub fn reproduce(opts: &ReproduceOptions, on_log: &mut dyn FnMut(usize, f32)) ->
     )?;
     std::fs::create_dir_all(&opts.out)?;
     model.model().save(&opts.out)?;
-    bpe::save(&model.tokenizer, &opts.out.join(crate::edge::TOKENIZER_FILE))?;
+    bpe::save(
+        &model.tokenizer,
+        &opts.out.join(crate::edge::TOKENIZER_FILE),
+    )?;
     let model = IntentModel::load_dir(&opts.out, &Device::Cpu)?;
     let training = TrainingInfo {
         options: Some(opts.train.clone()),
@@ -1547,7 +1581,10 @@ mod tests {
     fn parser_round_trips_and_tolerates_garbage() {
         let kw = parse_keywords("rate=10Gbps; src=Access 1; dst=Cloud 2; protection=yes");
         assert_eq!(kw.len(), 4);
-        assert_eq!(format_keywords(&kw), "rate=10Gbps; src=Access 1; dst=Cloud 2; protection=yes");
+        assert_eq!(
+            format_keywords(&kw),
+            "rate=10Gbps; src=Access 1; dst=Cloud 2; protection=yes"
+        );
         let kw = parse_keywords("rate=; src = Core 3 ;bogus; colour=red; src=Core 4; dst: Edge 1");
         assert_eq!(kw.get("src").map(String::as_str), Some("Core 3"));
         assert_eq!(kw.get("dst").map(String::as_str), Some("Edge 1"));
