@@ -487,6 +487,7 @@ pub async fn run(a: Fig3Args) -> anyhow::Result<()> {
         anyhow::bail!("--concurrency and --max-tokens must be at least 1");
     }
     let config = crate::cmd::nf::load_config(a.config.as_deref())?;
+    let load_before = report::loadavg();
     let base = base_prompts()?;
     let items = workload(&base, a.prompts, a.dup_ratio, a.seed, 0);
     let offload_site = items[0].site.clone();
@@ -498,7 +499,7 @@ pub async fn run(a: Fig3Args) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let result = experiment(&mut h, &a, &base, &items, &offload_site).await;
+    let result = experiment(&mut h, &a, &base, &items, &offload_site, &load_before).await;
     h.stop().await;
     result
 }
@@ -509,6 +510,7 @@ async fn experiment(
     base: &[pairs::Pair],
     items: &[Item],
     offload_site: &str,
+    load_before: &str,
 ) -> anyhow::Result<()> {
     // Warm-up: first-touch allocations of both cloud instances at the batch size the run
     // reaches, on prompts outside the workload; not measured.
@@ -577,7 +579,7 @@ async fn experiment(
             }
         }
     }
-    write_report(h, a, items, offload_site, &runs, &sweep)
+    write_report(h, a, items, offload_site, &runs, &sweep, load_before)
 }
 
 fn write_report(
@@ -587,6 +589,7 @@ fn write_report(
     offload_site: &str,
     runs: &[FrameworkRun],
     sweep: &[SweepPoint],
+    load_before: &str,
 ) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let dups = items.iter().filter(|i| i.dup_of.is_some()).count();
@@ -597,6 +600,12 @@ fn write_report(
     );
     let _ = writeln!(md, "- date: {}", report::now_utc());
     let _ = writeln!(md, "- machine: {}", report::machine());
+    let _ = writeln!(
+        md,
+        "- 1-minute load average before / after the run: {load_before} / {} (the cores are shared with \
+         other work when it exceeds their count: latencies are then noisy, counts and bytes are not)",
+        report::loadavg()
+    );
     let _ = writeln!(
         md,
         "- settings: {} concise prompts ({} repeat an earlier one as a case/punctuation variant, dup ratio {}), \
@@ -758,9 +767,12 @@ fn write_report(
              answered by one cloud call (single flight, cache), and its edge keeps one pooled connection to \
              the cloud instead of a new one (set-up) per request; it pays for the edge model's completion \
              and for longer prompts at the cloud (the comprehensive prompt, {:.0} vs {:.0} bytes here against the \
-             paper's about 31 vs 12). Latency ratios therefore depend on the cloud's service \
-             time against the edge completion's; the counts (calls, bytes, connections) are what this \
-             testbed reproduces exactly.\n",
+             paper's about 31 vs 12). On a CPU the cloud's time per call grows with the prompt's \
+             length (prefill), so synergy's longer prompts can cost more cloud time than its fewer calls \
+             save (compare its cloud-call stage above with cloud-only's whole latency); with a 7B model \
+             serving a queue of 100, as in the paper, the number of calls weighs more. Latency ratios \
+             therefore depend on the cloud's service time against the edge completion's; the counts \
+             (calls, bytes, connections) are what this testbed reproduces exactly.\n",
             dups,
             items.len(),
             s.cloud_prompt_bytes,

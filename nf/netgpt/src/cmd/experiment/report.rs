@@ -28,6 +28,15 @@ pub fn machine() -> String {
     )
 }
 
+/// The 1-minute load average (/proc/loadavg): how busy the machine was with other work,
+/// which latencies on a shared machine depend on.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The current UTC date and time (`date -u` layout), computed from the system clock.
 pub fn now_utc() -> String {
     let secs = std::time::SystemTime::now()
