@@ -207,7 +207,7 @@ fn endpoint(rng: &mut StdRng) -> (String, String) {
     let n = rng.random_range(1..=12);
     let lower = kind.to_lowercase();
     let written = match rng.random_range(0..9) {
-        0 | 1 | 2 => format!("{kind} {n}"),
+        0..=2 => format!("{kind} {n}"),
         3 => format!("{lower} {n}"),
         4 => format!("{kind}{n}"),
         5 => format!("{kind}-{n}"),
@@ -404,6 +404,9 @@ const SUFFIXES: [&str; 10] = [
     " (ticket 4711)",
 ];
 
+/// Draws the canonical and the written form of one optional key.
+type SlotGen = fn(&mut StdRng) -> (String, String);
+
 /// Generates one pair from frame `t`.
 fn make_pair(t: usize, rng: &mut StdRng) -> IntentPair {
     let (frame, novel) = FRAMES[t];
@@ -423,7 +426,7 @@ fn make_pair(t: usize, rng: &mut StdRng) -> IntentPair {
     }
     // Optional keys: each present or absent, in random order.
     let mut extras = Vec::new();
-    let gens: [(&str, fn(&mut StdRng) -> (String, String), f64); 4] = [
+    let gens: [(&str, SlotGen, f64); 4] = [
         ("protection", protection, 0.55),
         ("latency", latency, 0.45),
         ("slice", slice, 0.4),
