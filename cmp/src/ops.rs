@@ -88,7 +88,8 @@ impl Default for Catalog {
 
 impl Catalog {
     /// The NetGPT operations: the AMF's location, the edge AI function's prompt
-    /// pipeline, the cloud AI function's generation, and `noop`.
+    /// pipeline (and the cloud model run at the edge, whole or split), the cloud AI
+    /// function's generation, and `noop`.
     pub fn netgpt() -> Self {
         let mut amf_loc = op(
             "amf.location",
@@ -122,6 +123,11 @@ impl Catalog {
             ("edge.complete", "complete"),
             ("edge.policy", "policy"),
             ("edge.answer", "answer"),
+            // The frameworks NetGPT is compared with: the cloud model at the edge (LLM
+            // offload), and its first layers at the edge with the rest in the cloud (LLM
+            // splitting).
+            ("edge.generate", "generate"),
+            ("edge.split-generate", "split-generate"),
         ] {
             ops.push(op(
                 name,

@@ -26,6 +26,11 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "cloud-only.yaml",
         include_str!("../workflows/cloud-only.yaml"),
     ),
+    ("offload.yaml", include_str!("../workflows/offload.yaml")),
+    (
+        "splitting.yaml",
+        include_str!("../workflows/splitting.yaml"),
+    ),
 ];
 
 /// Where a workflow definition came from.

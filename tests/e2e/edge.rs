@@ -110,7 +110,7 @@ async fn start(edit: impl FnOnce(&mut TestbedConfig)) -> Option<Testbed> {
             received.clone(),
             record,
         ));
-    let profile = cloud_ctx.profile(&[netgpt_cloudai::SERVICE]);
+    let profile = cloud_ctx.profile(&[netgpt_cloudai::SERVICE, netgpt_cloudai::split::SERVICE]);
     nfs.push(
         cloud_ctx
             .launch_with_profile(router, Some(profile))
@@ -751,6 +751,81 @@ async fn the_cmp_runs_the_netgpt_workflow_through_the_edge_function() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["prompt"], comprehensive.as_str());
     assert!(!serde_json::to_string(&got).unwrap().contains("Alice"));
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn offload_and_splitting_run_as_cmp_workflows_at_the_ues_site() {
+    let Some(tb) = start(|_| {}).await else {
+        return;
+    };
+    let client = h2_client();
+    let prompt = "What is the capital of France?";
+    let mut texts = Vec::new();
+    for (workflow, framework) in [("offload", "OFFLOAD"), ("splitting", "SPLITTING")] {
+        // The shipped workflow with few tokens and generous limits (a loaded test machine).
+        let shipped: Value = client
+            .get(format!("{}/ncmp-wf/v1/workflows/{workflow}", tb.cmp))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut spec = shipped["spec"].clone();
+        spec["name"] = json!(format!("{workflow}-test"));
+        spec["budgetMs"] = json!(300_000);
+        spec["steps"][0]["timeoutMs"] = json!(240_000);
+        spec["steps"][0]["params"]["maxTokens"] = json!(6);
+        // Lossless hidden states, so that the split answer is the whole model's.
+        if workflow == "splitting" {
+            spec["steps"][0]["params"]["lossless"] = json!(true);
+        }
+        let r = client
+            .post(format!("{}/ncmp-wf/v1/workflows", tb.cmp))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{workflow}");
+        let before = tb.received().len();
+        let run: Value = client
+            .post(format!(
+                "{}/ncmp-wf/v1/workflows/{workflow}-test/runs",
+                tb.cmp
+            ))
+            .json(&json!({ "input": { "supi": UE_PARIS, "prompt": prompt }, "wait": true }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(run["status"], "succeeded", "{workflow}: {run}");
+        let step = &run["steps"][0];
+        assert_eq!(step["node"], "edge-paris", "{workflow}: {step}");
+        let out = &step["output"];
+        assert_eq!(out["framework"], framework);
+        assert_eq!(out["site"], "edge-paris");
+        assert!(!out["text"].as_str().unwrap().is_empty(), "{out}");
+        // Neither framework calls the cloud's generate: offload sends nothing to the cloud,
+        // splitting sends hidden states to its split service — far more bytes than the prompt.
+        assert_eq!(tb.received().len(), before, "{workflow}");
+        let sent = out["bytesToCloud"].as_u64().unwrap();
+        if workflow == "offload" {
+            assert_eq!(sent, 0);
+        } else {
+            assert!(
+                sent > 100 * prompt.len() as u64,
+                "{sent} bytes for a {}-byte prompt",
+                prompt.len()
+            );
+            assert_eq!(out["splitLayer"], 7, "a quarter of SmolLM2's 30 layers");
+        }
+        texts.push(out["text"].as_str().unwrap().to_owned());
+    }
+    // Greedy, lossless: the split model answers exactly as the whole one.
+    assert_eq!(texts[0], texts[1]);
     tb.stop().await;
 }
 

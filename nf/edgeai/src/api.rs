@@ -16,6 +16,7 @@ use netgpt_sbi::{ProblemDetails, SbiJson, SbiPath};
 use utoipa::OpenApi;
 
 use crate::context::EdgeAiContext;
+use crate::frameworks::{self, EdgeGenerateRequest, EdgeGenerateResponse};
 use crate::procedures;
 use crate::types::*;
 
@@ -132,6 +133,37 @@ pub async fn ue_prompt(
     procedures::ue_prompt(&ctx, &req, forwarded).await.map(Json)
 }
 
+/// LLM offload: the cloud model itself answers at this edge site (loaded on first use).
+#[utoipa::path(post, path = "/nedgeai-prompt/v1/generate", operation_id = "OffloadGenerate",
+    tag = "Frameworks compared with NetGPT", request_body = EdgeGenerateRequest,
+    responses(
+        (status = 200, description = "The answer, generated at the edge", body = EdgeGenerateResponse),
+        (status = 400, description = "Bad prompt or maxTokens", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "No cloud model at this edge", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn offload_generate(
+    State(ctx): Ctx,
+    SbiJson(req): SbiJson<EdgeGenerateRequest>,
+) -> Result<Json<EdgeGenerateResponse>, ProblemDetails> {
+    frameworks::offload(&ctx, &req).await.map(Json)
+}
+
+/// LLM splitting: the cloud model's first layers run here, the hidden states go to the cloud
+/// AI function (`ncloudai-split`), which runs the rest, token by token.
+#[utoipa::path(post, path = "/nedgeai-prompt/v1/split-generate", operation_id = "SplitGenerate",
+    tag = "Frameworks compared with NetGPT", request_body = EdgeGenerateRequest,
+    responses(
+        (status = 200, description = "The answer, with the bytes that crossed to the cloud", body = EdgeGenerateResponse),
+        (status = 400, description = "Bad prompt, maxTokens or splitLayer", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "No cloud model at this edge, or no split service in the cloud", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub async fn split_generate(
+    State(ctx): Ctx,
+    SbiJson(req): SbiJson<EdgeGenerateRequest>,
+) -> Result<Json<EdgeGenerateResponse>, ProblemDetails> {
+    frameworks::split(&ctx, &req).await.map(Json)
+}
+
 /// Stores a UE's profile (preferences kept at the edge).
 #[utoipa::path(put, path = "/nedgeai-prompt/v1/user-profiles/{supi}", operation_id = "UserProfilePut",
     tag = "User profiles",
@@ -214,6 +246,8 @@ point running the whole chain."
         policy,
         answer,
         ue_prompt,
+        offload_generate,
+        split_generate,
         put_profile,
         get_profile,
         delete_profile,
@@ -232,6 +266,8 @@ pub fn prompt_router(ctx: Arc<EdgeAiContext>) -> Router {
         .route("/nedgeai-prompt/v1/policy", post(policy))
         .route("/nedgeai-prompt/v1/answer", post(answer))
         .route("/nedgeai-prompt/v1/ue-prompts", post(ue_prompt))
+        .route("/nedgeai-prompt/v1/generate", post(offload_generate))
+        .route("/nedgeai-prompt/v1/split-generate", post(split_generate))
         .route(
             "/nedgeai-prompt/v1/user-profiles/{supi}",
             put(put_profile).get(get_profile).delete(delete_profile),

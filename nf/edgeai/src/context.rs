@@ -77,6 +77,8 @@ pub struct EdgeAiContext {
     pub nrf: NrfClient,
     /// Popularity and intent analytics.
     pub analytics: Arc<crate::analytics::Analytics>,
+    /// The cloud model at the edge (offload, splitting), loaded on first use.
+    pub cloud_at_edge: crate::frameworks::CloudAtEdge,
 }
 
 impl std::fmt::Debug for EdgeAiContext {
@@ -227,6 +229,7 @@ impl EdgeAiContext {
             client: ctx.client.clone(),
             nrf: ctx.nrf.clone(),
             analytics: Arc::new(analytics),
+            cloud_at_edge: Default::default(),
             settings,
             model,
             adapter,

@@ -6,7 +6,8 @@
 //! bodies), [`store`] (user profiles in the database), [`batcher`] (dynamic batching of
 //! completions). Text processing with no HTTP: [`pii`] (desensitisation), [`policy`] (data
 //! policy), [`dedup`] (duplicate detection, single flight, response cache), [`directory`]
-//! (place lookups the site answers itself).
+//! (place lookups the site answers itself), [`frameworks`] (the cloud model at the edge for
+//! LLM offload and LLM splitting, the frameworks NetGPT is compared with).
 //!
 //! ```ignore
 //! let running = netgpt_edgeai::start(NfContext::from_config(cfg, "edge-london").await?).await?;
@@ -21,6 +22,7 @@ pub mod batcher;
 pub mod context;
 pub mod dedup;
 pub mod directory;
+pub mod frameworks;
 pub mod pii;
 pub mod policy;
 pub mod procedures;

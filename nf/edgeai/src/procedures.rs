@@ -539,7 +539,7 @@ async fn ask_cloud(
         .run(&k, || async {
             // A follower that arrives after the leader finished finds the answer cached.
             if let Some(t) = ctx.cache.get(&k) {
-                return Ok(t);
+                return Ok::<_, ProblemDetails>(t);
             }
             ctx.stats.upstream_calls.fetch_add(1, Ordering::Relaxed);
             let body = json!({ "prompt": comprehensive, "maxTokens": max_tokens });
