@@ -173,10 +173,12 @@ pub struct AnalyticsData {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum IntentMethod {
-    /// The edge GPT-2 fine-tuned on intent -> keyword pairs.
+    /// The edge GPT-2 fine-tuned on intent -> keyword pairs (held-out micro-F1 0.17:
+    /// the 1 M-parameter model has not learnt to copy values; see
+    /// `models/analytics/intent/README.md`).
     #[default]
     EdgeModel,
-    /// The rule-based baseline.
+    /// The rule-based baseline (held-out micro-F1 0.93).
     Rules,
 }
 
