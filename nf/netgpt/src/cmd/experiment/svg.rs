@@ -81,7 +81,8 @@ fn fmt_tick(v: f64) -> String {
 fn legend(out: &mut String, series: &[Series]) {
     for (i, s) in series.iter().enumerate() {
         let x = LEFT + 10.0 + 150.0 * (i % 4) as f64;
-        let y = H - 18.0 + 0.0 * (i / 4) as f64;
+        // Four entries a row, rows below the x labels.
+        let y = H - BOTTOM + 36.0 + 16.0 * (i / 4) as f64;
         let _ = writeln!(
             out,
             r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}</text>"#,
