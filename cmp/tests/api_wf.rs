@@ -54,7 +54,7 @@ async fn workflows_register_from_yaml_and_json_and_bad_ones_name_step_and_field(
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["cloud-only", "netgpt"]);
+    assert_eq!(names, ["cloud-only", "netgpt", "offload", "splitting"]);
     let (_, netgpt) = bed.get("/ncmp-wf/v1/workflows/netgpt").await;
     assert_eq!(netgpt["source"], "shipped");
     let ops: Vec<&str> = netgpt["spec"]["steps"]
