@@ -38,7 +38,7 @@ pub struct Fig3Args {
     /// Fraction of the prompts that repeat an earlier one (with case/punctuation variants).
     #[arg(long, default_value_t = 0.5)]
     pub dup_ratio: f64,
-    /// Requests in flight at once (all of them by default: submitted at once).
+    /// Requests in flight at once (100: the paper's 100 prompts submitted at once).
     #[arg(long, default_value_t = 100)]
     pub concurrency: usize,
     /// Tokens the cloud model generates per request.
