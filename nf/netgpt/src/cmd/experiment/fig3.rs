@@ -311,6 +311,31 @@ async fn post(url: String, body: Value) -> Result<(f64, Value), String> {
     Ok((dt, v))
 }
 
+/// Warms fresh edge AI functions (first-touch allocations of their models at a batch's
+/// size) with prompts outside any workload, straight to each function (no link), before a
+/// run's counters are read; not measured.
+async fn warm_edges(h: &Harness) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for (site, addr) in &h.edges {
+        let Some(supi) = h.ues.get(site) else {
+            continue;
+        };
+        for k in 0..h.cfg.edgeai.max_batch.max(1) {
+            let url = format!("http://{addr}/nedgeai-prompt/v1/ue-prompts");
+            let body = json!({
+                "supi": supi,
+                "prompt": format!("warm-up {k} of the {site} edge, please ignore"),
+                "maxTokens": 1,
+            });
+            tasks.push(tokio::spawn(post(url, body)));
+        }
+    }
+    for t in tasks {
+        t.await?.map_err(|e| anyhow::anyhow!("edge warm-up: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Runs `items` through `fw` with at most `concurrency` in flight; everything measured.
 pub async fn run_framework(
     h: &mut Harness,
@@ -321,6 +346,7 @@ pub async fn run_framework(
 ) -> anyhow::Result<FrameworkRun> {
     if fw == Framework::Synergy {
         h.fresh_edges().await?;
+        warm_edges(h).await?;
     }
     // The UE-side entry point of each site (per run, so its counters are this run's).
     let mut ue_proxies = BTreeMap::new();
