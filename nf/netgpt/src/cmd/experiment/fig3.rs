@@ -733,6 +733,13 @@ fn write_report(
         ],
         &rows,
     );
+    let _ = writeln!(
+        md,
+        "\nConnections are those opened during the run: each UE request opens its own; the edge AI \
+         functions and the split edge keep pooled HTTP/2 connections to the cloud, opened before the run \
+         (warm-up) or once in it. Wire bytes are what crossed the emulated links both ways: HTTP/2 \
+         frames, headers and bodies (JSON; hidden states in base64)."
+    );
     let find = |fw| runs.iter().find(|r| r.framework == fw);
     if let (Some(c), Some(s)) = (find(Framework::CloudOnly), find(Framework::Synergy)) {
         let _ = writeln!(
