@@ -171,6 +171,13 @@ impl Harness {
             })?,
         };
         config.cloudai.model = Some(model.clone());
+        // Everything runs here, in cleartext h2c on loopback: a deployment's advertised
+        // addresses (containers) and certificates do not apply.
+        for nf in config.nf.values_mut() {
+            nf.advertise = None;
+            nf.tls_cert = None;
+            nf.tls_key = None;
+        }
         // Synergy's own mechanisms (dedup, single flight, cache) only: no directory answers,
         // so every framework's answers come from the same cloud model.
         config.edgeai.edge_answer = EdgeAnswerMode::Cache;
