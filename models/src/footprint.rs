@@ -425,29 +425,12 @@ pub fn smollm2_135m() -> LlamaConfig {
 /// data is read).
 pub fn llama_config_from_gguf(path: &std::path::Path) -> crate::Result<LlamaConfig> {
     let g = crate::gguf::Gguf::open(path)?;
-    let heads = g.get_u32("llama.attention.head_count")? as usize;
     let embd = g
         .content
         .tensor_infos
         .get("token_embd.weight")
         .ok_or_else(|| crate::Error::Format("GGUF has no token_embd.weight".into()))?;
-    Ok(LlamaConfig {
-        vocab_size: embd.shape.dims()[0],
-        hidden_size: g.get_u32("llama.embedding_length")? as usize,
-        intermediate_size: g.get_u32("llama.feed_forward_length")? as usize,
-        num_hidden_layers: g.get_u32("llama.block_count")? as usize,
-        num_attention_heads: heads,
-        num_key_value_heads: Some(
-            g.get_u32("llama.attention.head_count_kv")
-                .unwrap_or(heads as u32) as usize,
-        ),
-        rms_norm_eps: g
-            .get_f32("llama.attention.layer_norm_rms_epsilon")
-            .unwrap_or(1e-5) as f64,
-        rope_theta: g.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
-        max_position_embeddings: g.get_u32("llama.context_length").unwrap_or(2048) as usize,
-        tie_word_embeddings: !g.has_tensor("output.weight"),
-    })
+    LlamaConfig::from_gguf(&g, embd.shape.dims()[0])
 }
 
 /// Bytes of a GGUF file's tensor data held by the first `k` layers plus the token embedding

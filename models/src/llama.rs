@@ -398,6 +398,31 @@ pub trait ProjHook: Sync {
     ) -> Result<Option<Tensor>>;
 }
 
+impl LlamaConfig {
+    /// The configuration in a GGUF file's `llama.*` metadata, with the vocabulary size
+    /// (the rows of `token_embd.weight`) given by the caller, who has the tensor or its index.
+    pub fn from_gguf(g: &Gguf, vocab_size: usize) -> Result<Self> {
+        let heads = g.get_u32("llama.attention.head_count")? as usize;
+        Ok(LlamaConfig {
+            vocab_size,
+            hidden_size: g.get_u32("llama.embedding_length")? as usize,
+            intermediate_size: g.get_u32("llama.feed_forward_length")? as usize,
+            num_hidden_layers: g.get_u32("llama.block_count")? as usize,
+            num_attention_heads: heads,
+            num_key_value_heads: Some(
+                g.get_u32("llama.attention.head_count_kv")
+                    .unwrap_or(heads as u32) as usize,
+            ),
+            rms_norm_eps: g
+                .get_f32("llama.attention.layer_norm_rms_epsilon")
+                .unwrap_or(1e-5) as f64,
+            rope_theta: g.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
+            max_position_embeddings: g.get_u32("llama.context_length").unwrap_or(2048) as usize,
+            tie_word_embeddings: !g.has_tensor("output.weight"),
+        })
+    }
+}
+
 /// A LLaMA-family model's weights plus one default KV cache (for [`CausalLm`]).
 #[derive(Debug, Clone)]
 pub struct Llama {
@@ -459,27 +484,8 @@ impl Llama {
                 "GGUF architecture `{arch}` is not llama"
             )));
         }
-        let heads = g.get_u32("llama.attention.head_count")? as usize;
-        let hidden = g.get_u32("llama.embedding_length")? as usize;
         let embd = g.tensor("token_embd.weight", device)?;
-        let vocab = embd.shape().dims()[0];
-        let cfg = LlamaConfig {
-            vocab_size: vocab,
-            hidden_size: hidden,
-            intermediate_size: g.get_u32("llama.feed_forward_length")? as usize,
-            num_hidden_layers: g.get_u32("llama.block_count")? as usize,
-            num_attention_heads: heads,
-            num_key_value_heads: Some(
-                g.get_u32("llama.attention.head_count_kv")
-                    .unwrap_or(heads as u32) as usize,
-            ),
-            rms_norm_eps: g
-                .get_f32("llama.attention.layer_norm_rms_epsilon")
-                .unwrap_or(1e-5) as f64,
-            rope_theta: g.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
-            max_position_embeddings: g.get_u32("llama.context_length").unwrap_or(2048) as usize,
-            tie_word_embeddings: !g.has_tensor("output.weight"),
-        };
+        let cfg = LlamaConfig::from_gguf(&g, embd.shape().dims()[0])?;
         let embed = embd.dequantize(device)?;
         let lm_head = if cfg.tie_word_embeddings {
             Proj::from_qtensor(embd, requant)?

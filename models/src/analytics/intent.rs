@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -535,32 +534,12 @@ pub fn split(pairs: Vec<IntentPair>, seed: u64) -> (Vec<IntentPair>, Vec<IntentP
 
 /// Writes pairs as JSON lines.
 pub fn write_jsonl(path: &Path, pairs: &[IntentPair]) -> Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for p in pairs {
-        serde_json::to_writer(&mut f, p).map_err(|e| Error::Format(e.to_string()))?;
-        f.write_all(b"\n")?;
-    }
-    f.flush()?;
-    Ok(())
+    crate::data::write_jsonl(path, pairs)
 }
 
 /// Reads pairs written by [`write_jsonl`].
 pub fn read_jsonl(path: &Path) -> Result<Vec<IntentPair>> {
-    let f = std::io::BufReader::new(
-        std::fs::File::open(path).map_err(|e| Error::Format(format!("{}: {e}", path.display())))?,
-    );
-    let mut out = Vec::new();
-    for line in f.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line)
-                .map_err(|e| Error::Format(format!("{}: {e}", path.display())))?,
-        );
-    }
-    Ok(out)
+    crate::data::read_jsonl(path)
 }
 
 /// Generates [`N_PAIRS`] pairs with `seed`, splits them and writes [`TRAIN_FILE`] and

@@ -4,7 +4,6 @@
 //! the same files. No teacher LLM is used: every comprehensive prompt is a template filled
 //! with the site's real facts, so its facts are correct by construction.
 
-use std::io::{BufRead, Write};
 use std::path::Path;
 
 use rand::rngs::StdRng;
@@ -13,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::profiles::{Profiles, SiteProfile};
-use crate::{Error, Result};
+use crate::Result;
 
 /// One training / evaluation sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,24 +264,12 @@ pub fn split(mut pairs: Vec<Pair>, heldout_frac: f64, seed: u64) -> (Vec<Pair>, 
 
 /// Writes pairs as JSON lines.
 pub fn write_jsonl(path: &Path, pairs: &[Pair]) -> Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for p in pairs {
-        serde_json::to_writer(&mut f, p).map_err(|e| Error::Format(e.to_string()))?;
-        f.write_all(b"\n")?;
-    }
-    f.flush()?;
-    Ok(())
+    super::write_jsonl(path, pairs)
 }
 
 /// Reads JSON lines written by [`write_jsonl`].
 pub fn read_jsonl(path: &Path) -> Result<Vec<Pair>> {
-    let f = std::io::BufReader::new(std::fs::File::open(path)?);
-    f.lines()
-        .filter(|l| !matches!(l, Ok(s) if s.trim().is_empty()))
-        .map(|l| {
-            serde_json::from_str(&l?).map_err(|e| Error::Format(format!("{}: {e}", path.display())))
-        })
-        .collect()
+    super::read_jsonl(path)
 }
 
 /// File names of the two splits under the data folder.
