@@ -24,10 +24,23 @@ use crate::procedures::check_prompt;
 /// Most tokens one of these requests may generate.
 pub const MAX_TOKENS: usize = 512;
 
+/// Split generations one edge function runs at once: the cloud's `ncloudai-split` holds at
+/// most this many sessions by default; more wait here instead of being refused there.
+pub const MAX_SPLIT_SESSIONS: usize = 16;
+
 /// The cloud model held at the edge (loaded once, on first use).
-#[derive(Default)]
 pub struct CloudAtEdge {
     cell: OnceCell<Result<Arc<CloudLlm>, String>>,
+    split_slots: tokio::sync::Semaphore,
+}
+
+impl Default for CloudAtEdge {
+    fn default() -> Self {
+        Self {
+            cell: OnceCell::new(),
+            split_slots: tokio::sync::Semaphore::new(MAX_SPLIT_SESSIONS),
+        }
+    }
 }
 
 impl std::fmt::Debug for CloudAtEdge {
@@ -195,6 +208,12 @@ pub async fn split(
                 format!("ncloudai-split: {e}"),
             )
         })?;
+    let _slot = ctx
+        .cloud_at_edge
+        .split_slots
+        .acquire()
+        .await
+        .map_err(|e| ProblemDetails::internal(e.to_string()))?;
     let out = generate_split_remote(&ctx.client, &root, &edge, &llm.tokenizer, &ids, k, n)
         .await
         .map_err(|e| match e {
