@@ -241,12 +241,31 @@ async fn site_facts_follow_the_ue_through_a_handover() {
     assert_site_facts("edge-paris", "libraries", paris);
     assert_ne!(london, paris);
 
-    // The London UE moves to a Paris cell; asking its old edge, it is served by Paris's.
+    // The London UE, with preferences kept at its London edge, moves to a Paris cell;
+    // asking its old edge, it is served by Paris's, and its preferences moved with it.
+    let r = h2_client()
+        .put(format!(
+            "{}/nedgeai-prompt/v1/user-profiles/{UE_LONDON}",
+            tb.edges["edge-london"]
+        ))
+        .json(&json!({ "preferences": ["wheelchair access"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
     tb.handover(UE_LONDON, "000003002").await;
     let c = tb
         .ask("edge-london", UE_LONDON, "Recommend libraries")
         .await;
     assert_eq!(c["servedBy"], "edge-paris", "{c}");
+    assert_eq!(c["userProfileApplied"], true, "{c}");
+    assert!(
+        c["comprehensivePrompt"]
+            .as_str()
+            .unwrap()
+            .contains("wheelchair access"),
+        "{c}"
+    );
     assert_eq!(c["cell"]["nrCellId"], "000003002");
     let moved = c["comprehensivePrompt"].as_str().unwrap();
     assert_site_facts("edge-paris", "libraries", moved);

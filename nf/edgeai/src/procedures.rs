@@ -706,6 +706,32 @@ async fn forward(
             )
         })?;
     metrics::counter!("edgeai_forwarded_total", "nf" => ctx.name.clone()).increment(1);
+    // The UE's preferences move with it (a context transfer on handover): the serving
+    // site's function gets this site's profile unless it already has one of its own.
+    if let Some(profile) = user_profile(ctx, Some(&req.supi)).await? {
+        let url = format!("{root}/{SERVICE_PROMPT}/v1/user-profiles/{}", req.supi);
+        let theirs = ctx
+            .client
+            .get(&url)
+            .service(SERVICE_PROMPT)
+            .operation("UserProfileGet")
+            .target_nf_type("EDGEAI")
+            .deadline(PEER_DEADLINE)
+            .send()
+            .await;
+        if matches!(&theirs, Err(e) if e.status().map(|s| s.as_u16()) == Some(404)) {
+            ctx.client
+                .put(&url)
+                .service(SERVICE_PROMPT)
+                .operation("UserProfilePut")
+                .target_nf_type("EDGEAI")
+                .deadline(PEER_DEADLINE)
+                .json(&profile)
+                .send()
+                .await
+                .map_err(|e| upstream(&format!("edge AI function of {site}"), e))?;
+        }
+    }
     ctx.client
         .post(format!("{root}/{SERVICE_PROMPT}/v1/ue-prompts"))
         .service(SERVICE_PROMPT)
