@@ -1251,8 +1251,8 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             seed: SEED,
-            steps: 1600,
-            batch_size: 4,
+            steps: 2000,
+            batch_size: 16,
             lr: 4e-3,
         }
     }
