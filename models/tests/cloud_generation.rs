@@ -25,52 +25,11 @@ impl Detokenizer for Letters {
 }
 
 fn tiny_config() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 97,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: Some(2),
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 256,
-        tie_word_embeddings: false,
-    }
+    support::tiny_llama_config(2)
 }
 
-/// Normal(0, std) weights from a seeded generator: candle's CPU device ignores `set_seed`,
-/// and a test must not depend on whichever weights the global RNG happens to give.
-fn seeded_randn(shape: &[usize], std: f32, seed: &mut u64) -> Tensor {
-    let mut next = || {
-        // SplitMix64, mapped to (0, 1].
-        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 + f64::EPSILON
-    };
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            let (u1, u2) = (next(), next());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32 * std
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn tiny_weights(mut seed: u64, std: f32) -> HashMap<String, Tensor> {
-    let mut ts = HashMap::new();
-    for (name, shape) in tiny_config().hf_tensor_shapes() {
-        let t = if shape.len() == 1 {
-            (seeded_randn(&shape, 0.1, &mut seed) + 1.0).unwrap()
-        } else {
-            seeded_randn(&shape, std, &mut seed)
-        };
-        ts.insert(name, t);
-    }
-    ts
+fn tiny_weights(seed: u64, std: f32) -> HashMap<String, Tensor> {
+    support::tiny_llama_weights(&tiny_config(), seed, std)
 }
 
 fn tiny_llama(seed: u64) -> Llama {

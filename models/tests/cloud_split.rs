@@ -3,7 +3,8 @@
 //! the real SmolLM2-135M GGUF (skipped when it is not cached); the wire format round-trips
 //! and costs exactly its header plus two bytes per value.
 
-use std::collections::HashMap;
+mod support;
+
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -11,7 +12,7 @@ use candle_nn::VarBuilder;
 use netgpt_models::chat::{ChatMessage, CloudLlm, Role};
 use netgpt_models::fetch;
 use netgpt_models::generation::{generate, Detokenizer, GenerationConfig};
-use netgpt_models::llama::{Llama, LlamaConfig};
+use netgpt_models::llama::Llama;
 use netgpt_models::llama_split::{
     decode_hidden, encode_hidden, encode_hidden_as, generate_split, wire_bytes, CloudHalf,
     EdgeHalf, HiddenWire, Transfer, HEADER_BYTES,
@@ -28,52 +29,11 @@ impl Detokenizer for Letters {
     }
 }
 
-fn tiny_config() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 97,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 4,
-        num_attention_heads: 4,
-        num_key_value_heads: Some(2),
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 256,
-        tie_word_embeddings: false,
-    }
-}
-
-/// Normal(0, std) weights from SplitMix64 (candle's CPU device ignores `set_seed`).
-fn seeded_randn(shape: &[usize], std: f32, seed: &mut u64) -> Tensor {
-    let mut next = || {
-        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 + f64::EPSILON
-    };
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            let (u1, u2) = (next(), next());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32 * std
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn tiny_llama(mut seed: u64) -> Arc<Llama> {
-    let mut ts = HashMap::new();
-    for (name, shape) in tiny_config().hf_tensor_shapes() {
-        let t = if shape.len() == 1 {
-            (seeded_randn(&shape, 0.1, &mut seed) + 1.0).unwrap()
-        } else {
-            seeded_randn(&shape, 0.5, &mut seed)
-        };
-        ts.insert(name, t);
-    }
+fn tiny_llama(seed: u64) -> Arc<Llama> {
+    let cfg = support::tiny_llama_config(4);
+    let ts = support::tiny_llama_weights(&cfg, seed, 0.5);
     let vb = VarBuilder::from_tensors(ts, DType::F32, &Device::Cpu);
-    Arc::new(Llama::from_varbuilder(tiny_config(), vb, None).expect("tiny llama"))
+    Arc::new(Llama::from_varbuilder(cfg, vb, None).expect("tiny llama"))
 }
 
 fn halves(model: &Arc<Llama>, k: usize) -> (EdgeHalf, CloudHalf) {
@@ -236,7 +196,7 @@ fn split_layer_must_leave_layers_on_both_sides() {
 fn wire_format_round_trips_within_f16_precision_and_checks_its_header() {
     let dev = Device::Cpu;
     let mut seed = 9;
-    let x = (seeded_randn(&[5, 576], 3.0, &mut seed) * 10.0).unwrap();
+    let x = (support::seeded_randn(&[5, 576], 3.0, &mut seed) * 10.0).unwrap();
     let bytes = encode_hidden(&x).unwrap();
     assert_eq!(bytes.len(), 8 + 5 * 576 * 2);
     assert_eq!(bytes.len(), wire_bytes(5, 576));
