@@ -305,9 +305,15 @@ pub fn assert_3gpp_schema(file: &str, schema: &str, value: &Value) {
 
 /// A reqwest client speaking HTTP/2 with prior knowledge (h2c), as SBI consumers do.
 pub fn h2_client() -> reqwest::Client {
+    h2_client_with_timeout(std::time::Duration::from_secs(20))
+}
+
+/// [`h2_client`] with another per-request timeout (e.g. for calls that run a model on a
+/// loaded machine: the tests assert outcomes, not speed).
+pub fn h2_client_with_timeout(timeout: std::time::Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .http2_prior_knowledge()
-        .timeout(std::time::Duration::from_secs(20))
+        .timeout(timeout)
         .build()
         .expect("h2c client")
 }

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use netgpt_e2e::{config_with_nrf, fast_nrf_options, start_nrf, TestNrf};
+use netgpt_e2e::{config_with_nrf, fast_nrf_options, h2_client_with_timeout, start_nrf, TestNrf};
 use netgpt_models::data::pairs::check_completion;
 use netgpt_models::data::profiles;
 use netgpt_sbi::config::TestbedConfig;
@@ -23,11 +23,7 @@ use serde_json::{json, Value};
 /// An h2c client with a generous timeout: on a loaded machine the cloud model decodes slowly,
 /// and the tests assert outcomes, not speed.
 fn h2_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .expect("h2c client")
+    h2_client_with_timeout(Duration::from_secs(300))
 }
 
 const UE_LONDON: &str = "imsi-001010000000002";
