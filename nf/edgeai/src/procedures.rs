@@ -112,11 +112,7 @@ pub fn desensitize(
 
 fn count_pii(ctx: &EdgeAiContext, counts: &BTreeMap<pii::PiiKind, usize>) {
     for (kind, n) in counts {
-        let kind = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        metrics::counter!("edgeai_pii_findings_total", "nf" => ctx.name.clone(), "kind" => kind)
+        metrics::counter!("edgeai_pii_findings_total", "nf" => ctx.name.clone(), "kind" => kind.as_str())
             .increment(*n as u64);
     }
 }
@@ -172,22 +168,22 @@ fn count_duplicate(ctx: &EdgeAiContext, kind: DuplicateKind) {
 // ---------------------------------------------------------------------------- complete
 
 /// Where the UE is: its serving cell, which must be one of this site's.
+/// The NR Cell Identity of a ProvideLocationInfo answer, if it carries an NR location.
+fn serving_cell_id(loc: &ProvideLocInfo) -> Option<String> {
+    loc.location
+        .as_ref()
+        .and_then(|l| l.nr_location.as_ref())
+        .map(|n| n.ncgi.nr_cell_id.clone())
+}
+
 fn cell_of(
     ctx: &EdgeAiContext,
     loc: &ProvideLocInfo,
     param: &str,
 ) -> Result<CellRef, ProblemDetails> {
-    let id = loc
-        .location
-        .as_ref()
-        .and_then(|l| l.nr_location.as_ref())
-        .map(|n| n.ncgi.nr_cell_id.clone())
-        .ok_or_else(|| {
-            ProblemDetails::invalid_param(
-                param,
-                "carries no NR location (location.nrLocation.ncgi)",
-            )
-        })?;
+    let id = serving_cell_id(loc).ok_or_else(|| {
+        ProblemDetails::invalid_param(param, "carries no NR location (location.nrLocation.ncgi)")
+    })?;
     let cell = ctx.cell(&id).ok_or_else(|| {
         ProblemDetails::invalid_param(param, format!("cell {id} is not a cell of the testbed"))
     })?;
@@ -349,8 +345,7 @@ pub async fn complete(
         concise: req.prompt.clone(),
         site: ctx.site.clone(),
         cell,
-        user_profile_applied: profile
-            .is_some_and(|p| !p.preferences.is_empty() || p.language.is_some()),
+        user_profile_applied: profile.as_ref().is_some_and(UserProfile::applies),
         batch_size: c.batch_size,
         coalesced,
         completion_ms: c.ms,
@@ -591,12 +586,7 @@ pub async fn ue_prompt(
     }
     let loc = locate(ctx, &req.supi).await?;
     let location_ms = start.elapsed().as_secs_f64() * 1e3;
-    let cell_id = loc
-        .location
-        .as_ref()
-        .and_then(|l| l.nr_location.as_ref())
-        .map(|n| n.ncgi.nr_cell_id.clone())
-        .unwrap_or_default();
+    let cell_id = serving_cell_id(&loc).unwrap_or_default();
     let serving_site = ctx.cell(&cell_id).map(|c| c.site.clone());
     match serving_site {
         Some(s) if s != ctx.site => {
@@ -668,8 +658,7 @@ pub async fn ue_prompt(
         pii: pii_counts,
         duplicate: v.kind,
         coalesced: coalesced_completion || coalesced_cloud,
-        user_profile_applied: profile
-            .is_some_and(|p| !p.preferences.is_empty() || p.language.is_some()),
+        user_profile_applied: profile.as_ref().is_some_and(UserProfile::applies),
         timings: StageTimes {
             location_ms,
             complete_ms,

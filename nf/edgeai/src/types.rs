@@ -260,6 +260,13 @@ pub struct UserProfile {
     pub language: Option<String>,
 }
 
+impl UserProfile {
+    /// Whether the profile changes a comprehensive prompt (it has preferences or a language).
+    pub fn applies(&self) -> bool {
+        !self.preferences.is_empty() || self.language.is_some()
+    }
+}
+
 /// What the function serves and what it has done.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
