@@ -352,6 +352,72 @@ impl Default for EdgeAiConfig {
     }
 }
 
+/// OAuth2 between NFs (`[oauth2]`, TS 29.510 / TS 33.501 client credentials): the NRF
+/// issues signed access tokens at `POST /oauth2/token`; every NF checks one on every
+/// service operation. On unless `enabled = false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2Config {
+    /// Whether NFs require access tokens (and their clients fetch them).
+    pub enabled: bool,
+    /// The secret NF service consumers present at the token endpoint (HTTP Basic,
+    /// `nfInstanceId:secret`). Override it in any shared deployment
+    /// (`NETGPT__OAUTH2__CLIENT_SECRET`).
+    pub client_secret: String,
+    /// Lifetime of an issued access token, in seconds.
+    pub token_ttl_s: u64,
+    /// PEM (PKCS#8) P-256 private key the NRF signs tokens with; when absent the NRF
+    /// generates one and keeps it in its database.
+    pub signing_key: Option<PathBuf>,
+}
+
+impl Default for OAuth2Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_secret: "netgpt-testbed-client-secret".into(),
+            token_ttl_s: 3600,
+            signing_key: None,
+        }
+    }
+}
+
+/// Limits every NF applies to what it is asked (`[limits]`); each refusal is a
+/// ProblemDetails (413, 429 with `Retry-After`, 503 with `Retry-After`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Service requests each NF serves at once; more wait for nothing: 503 `NF_CONGESTION`.
+    pub max_in_flight: usize,
+    /// Sustained requests per second one consumer (the token's NF instance, else the peer
+    /// address) may make to one NF; 429 beyond the burst. 0 switches the limit off.
+    pub nf_rate_per_s: f64,
+    /// Requests one consumer may make at once above the sustained rate.
+    pub nf_burst: u32,
+    /// Sustained prompts per second one UE (SUPI) may send to its edge AI function; 0 off.
+    pub ue_rate_per_s: f64,
+    /// Prompts one UE may send at once above the sustained rate.
+    pub ue_burst: u32,
+    /// Longest prompt an edge AI function accepts from a UE, in characters.
+    pub max_prompt_chars: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_in_flight: 1024,
+            nf_rate_per_s: 2000.0,
+            nf_burst: 4000,
+            ue_rate_per_s: 5.0,
+            ue_burst: 20,
+            max_prompt_chars: 2000,
+        }
+    }
+}
+
 /// The whole testbed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -393,6 +459,12 @@ pub struct TestbedConfig {
     /// The edge AI functions' settings.
     #[serde(default)]
     pub edgeai: EdgeAiConfig,
+    /// OAuth2 access tokens between NFs.
+    #[serde(default)]
+    pub oauth2: OAuth2Config,
+    /// Request limits every NF applies.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 impl TestbedConfig {
@@ -508,6 +580,35 @@ impl TestbedConfig {
                 "edgeai.near_threshold",
                 "must be between 0 and 1",
             ));
+        }
+        if self.oauth2.enabled && self.oauth2.client_secret.len() < 16 {
+            return Err(ConfigError::key(
+                "oauth2.client_secret",
+                "must be at least 16 characters",
+            ));
+        }
+        if self.oauth2.token_ttl_s == 0 {
+            return Err(ConfigError::key("oauth2.token_ttl_s", "must be at least 1"));
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_in_flight", l.max_in_flight),
+            ("limits.nf_burst", l.nf_burst as usize),
+            ("limits.ue_burst", l.ue_burst as usize),
+            ("limits.max_prompt_chars", l.max_prompt_chars),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
+        for (key, v) in [
+            ("limits.nf_rate_per_s", l.nf_rate_per_s),
+            ("limits.ue_rate_per_s", l.ue_rate_per_s),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ConfigError::key(key, "must be a number of at least 0"));
+            }
         }
         let db = &self.database.url;
         if !(db.starts_with("sqlite:")

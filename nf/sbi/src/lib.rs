@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod models;
 pub mod nf;
 pub mod nrf_client;
+pub mod oauth;
 pub mod openapi;
 pub mod problem;
 pub mod server;
