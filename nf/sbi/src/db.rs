@@ -118,6 +118,13 @@ impl Migration {
     }
 }
 
+/// How long a request waits for a PostgreSQL connection before failing (the NF then answers
+/// 500): below the SBI clients' default deadline, so an outage gives errors, not hangs.
+pub const PG_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long [`connect`] waits for a PostgreSQL server that refuses connections (starting).
+const PG_STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Key of the PostgreSQL advisory lock that serialises migrations of concurrent NFs.
 const MIGRATION_LOCK_KEY: i64 = 0x6e65_7467_7074; // "netgpt"
 
@@ -188,6 +195,26 @@ pub async fn connect(url: &str) -> Result<Db, DbError> {
             .max_lifetime(None)
             .connect_with(options)
             .await?
+    } else if backend == Backend::Postgres {
+        // A request waits at most PG_ACQUIRE_TIMEOUT for a connection. sqlx's default (30 s)
+        // keeps retrying a refused connection that long: while the server is down (restart,
+        // crash) every request hung past its consumer's SBI deadline (5 s) instead of getting
+        // a 500 ProblemDetails from the NF.
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        // At start, wait for a server that is still starting as long as sqlx did before.
+        let deadline = std::time::Instant::now() + PG_STARTUP_WAIT;
+        loop {
+            match pool.acquire().await {
+                Ok(_) => break,
+                // Refused for the whole acquire timeout: not up yet.
+                Err(sqlx::Error::PoolTimedOut) if std::time::Instant::now() < deadline => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        pool
     } else {
         AnyPoolOptions::new()
             .max_connections(8)
