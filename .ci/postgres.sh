@@ -4,6 +4,12 @@
 #   source .ci/postgres.sh          # exports NETGPT_TEST_POSTGRES_URL in this shell
 #   eval "$(.ci/postgres.sh)"       # same, from a subshell
 #   .ci/postgres.sh stop            # stops the cluster
+#   .ci/postgres.sh restart [immediate|fast] [DOWN_S]
+#                                   # restarts the running cluster of $NETGPT_PG_DIR on the
+#                                   # same port and data: `immediate` (default) is crash-like
+#                                   # (no checkpoint, crash recovery at start), `fast` a clean
+#                                   # stop; with DOWN_S > 0 the server stays down that many
+#                                   # seconds (an outage clients must ride out). Prints the URL.
 #
 # Idempotent: a cluster already running in $NETGPT_PG_DIR is reused. Installs the Debian
 # `postgresql` package when no initdb is found. Runs the server as the `postgres` user
@@ -51,6 +57,35 @@ _netgpt_pg_main() {
     return 0
   fi
 
+  # The server's options: the same at first start and after a restart.
+  _pg_start() {
+    _pg "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $1 -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2 || {
+      cat "$dir/server.log" >&2
+      return 1
+    }
+  }
+
+  if [ "${1:-}" = "restart" ]; then
+    local mode="${2:-immediate}" down="${3:-0}"
+    case "$mode" in immediate | fast) ;; *)
+      echo "postgres.sh: restart mode must be immediate or fast, not '$mode'" >&2
+      return 1
+      ;;
+    esac
+    if ! _pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+      echo "postgres.sh: no cluster running in $data to restart" >&2
+      return 1
+    fi
+    local port
+    port="$(cat "$dir/port")"
+    _pg "$bindir/pg_ctl" -D "$data" -m "$mode" -w -t 60 stop >&2 || return 1
+    [ "$down" != "0" ] && sleep "$down"
+    _pg_start "$port" || return 1
+    echo "export NETGPT_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres"
+    return 0
+  fi
+
   mkdir -p "$dir"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
 
@@ -68,11 +103,7 @@ _netgpt_pg_main() {
     # The next free port when this one is taken by something else.
     while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
     echo "$port" >"$dir/port"
-    _pg "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 30 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2 || {
-      cat "$dir/server.log" >&2
-      return 1
-    }
+    _pg_start "$port" || return 1
   fi
   local url="postgres://postgres@127.0.0.1:$port/postgres"
   echo "export NETGPT_TEST_POSTGRES_URL=$url" >"$dir/env"

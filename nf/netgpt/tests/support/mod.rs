@@ -10,6 +10,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_netgpt");
 
 /// Starts `netgpt nf run <name>` on an ephemeral port; returns the child and its API root.
 pub fn nf_run(name: &str, db_url: &str, nrf_uri: Option<&str>) -> (Child, String) {
+    nf_run_env(name, db_url, nrf_uri, &[])
+}
+
+/// [`nf_run`] with more environment for the child (`NETGPT_CONFIG`, `NETGPT__...` overrides).
+pub fn nf_run_env(
+    name: &str,
+    db_url: &str,
+    nrf_uri: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["nf", "run", name])
         .env(
@@ -23,6 +33,7 @@ pub fn nf_run(name: &str, db_url: &str, nrf_uri: Option<&str>) -> (Child, String
     if let Some(uri) = nrf_uri {
         cmd.env("NETGPT__NRF__URI", uri);
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
