@@ -25,9 +25,21 @@ impl Gguf {
         let path = path.as_ref().to_path_buf();
         let file =
             File::open(&path).map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
+        let file_size = file
+            .metadata()
+            .map_err(|e| Error::Format(format!("{}: {e}", path.display())))?
+            .len();
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
-            .map_err(|e| Error::Format(format!("{}: not a GGUF file: {e}", path.display())))?;
+        // candle divides by `general.alignment` unchecked (0 panics): a hostile header must
+        // be an error, not a crash of whoever opens the file.
+        let content =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader)))
+                .map_err(|_| {
+                    Error::Format(format!("{}: not a GGUF file: bad header", path.display()))
+                })?
+                .map_err(|e| Error::Format(format!("{}: not a GGUF file: {e}", path.display())))?;
+        check_tensor_index(&content, file_size)
+            .map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
         Ok(Self {
             path,
             content,
@@ -107,4 +119,35 @@ impl Gguf {
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         Ok(self.content.tensor(&mut self.reader, name, device)?)
     }
+}
+
+/// Every tensor of the index has at least one dimension, no empty dimension, an element
+/// count and byte size that fit a `usize` and whole quantisation blocks, and lies inside the
+/// file. candle checks the last only when a tensor is read, overflows (panics) on huge
+/// shapes, and reads a zero-sized tensor through a misaligned pointer (an abort).
+fn check_tensor_index(content: &Content, file_size: u64) -> std::result::Result<(), String> {
+    for (name, info) in &content.tensor_infos {
+        let dims = info.shape.dims();
+        if dims.is_empty() || dims.contains(&0) {
+            return Err(format!("tensor `{name}` has shape {dims:?}"));
+        }
+        let dt = info.ggml_dtype;
+        let bytes = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|n| n % dt.block_size() == 0)
+            .and_then(|n| (n / dt.block_size()).checked_mul(dt.type_size()))
+            .ok_or_else(|| format!("tensor `{name}`: shape {dims:?} does not fit {dt:?} blocks"))?;
+        let end = content
+            .tensor_data_offset
+            .checked_add(info.offset)
+            .and_then(|s| s.checked_add(bytes as u64));
+        if end.is_none_or(|e| e > file_size) {
+            return Err(format!(
+                "tensor `{name}` ({bytes} bytes at offset {}) lies beyond the end of the file ({file_size} bytes)",
+                info.offset
+            ));
+        }
+    }
+    Ok(())
 }
