@@ -403,7 +403,7 @@ impl LlamaConfig {
     /// (the rows of `token_embd.weight`) given by the caller, who has the tensor or its index.
     pub fn from_gguf(g: &Gguf, vocab_size: usize) -> Result<Self> {
         let heads = g.get_u32("llama.attention.head_count")? as usize;
-        Ok(LlamaConfig {
+        let cfg = LlamaConfig {
             vocab_size,
             hidden_size: g.get_u32("llama.embedding_length")? as usize,
             intermediate_size: g.get_u32("llama.feed_forward_length")? as usize,
@@ -419,7 +419,61 @@ impl LlamaConfig {
             rope_theta: g.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
             max_position_embeddings: g.get_u32("llama.context_length").unwrap_or(2048) as usize,
             tie_word_embeddings: !g.has_tensor("output.weight"),
-        })
+        };
+        cfg.check_against(g)?;
+        Ok(cfg)
+    }
+
+    /// Hyper-parameters from a file are checked before anything divides by them or sizes a
+    /// buffer with them: heads that split the width, layers the file holds, matrices of the
+    /// declared shapes, RoPE tables of a sane size.
+    fn check_against(&self, g: &Gguf) -> Result<()> {
+        let bad = |what: String| Err(Error::Format(format!("GGUF llama metadata: {what}")));
+        let (d, h, kv) = (self.hidden_size, self.num_attention_heads, self.kv_heads());
+        if d == 0 || h == 0 || d % h != 0 {
+            return bad(format!(
+                "{h} attention heads do not split embedding length {d}"
+            ));
+        }
+        if kv == 0 || h % kv != 0 {
+            return bad(format!("{kv} key/value heads do not divide {h} heads"));
+        }
+        if self.vocab_size == 0 || self.intermediate_size == 0 {
+            return bad("empty vocabulary or feed-forward width".into());
+        }
+        // RoPE tables hold max_position_embeddings * head_dim / 2 floats each.
+        if self.max_position_embeddings > 1 << 24
+            || self.max_position_embeddings * (d / h) > 1 << 30
+        {
+            return bad(format!(
+                "context length {} is too large",
+                self.max_position_embeddings
+            ));
+        }
+        let n = self.num_hidden_layers;
+        if n > 0 && !g.has_tensor(&format!("blk.{}.attn_q.weight", n - 1)) {
+            return bad(format!("block count {n} but no blk.{}.* tensors", n - 1));
+        }
+        let shape = |name: &str| {
+            g.content
+                .tensor_infos
+                .get(name)
+                .map(|t| t.shape.dims().to_vec())
+        };
+        for (name, want) in [
+            ("token_embd.weight", vec![self.vocab_size, d]),
+            ("blk.0.ffn_up.weight", vec![self.intermediate_size, d]),
+            ("blk.0.attn_q.weight", vec![d, d]),
+        ] {
+            if let Some(got) = shape(name) {
+                if got != want {
+                    return bad(format!(
+                        "{name} has shape {got:?}, the metadata says {want:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
