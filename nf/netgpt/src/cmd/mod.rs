@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod bench_cloud;
 pub mod bench_edge;
+pub mod bench_load;
 pub mod bench_sbi;
 pub mod bench_sched;
 pub mod bench_wf;
@@ -24,6 +25,8 @@ pub enum BenchCmd {
     Edge(bench_edge::BenchEdgeArgs),
     /// SBI round trips on loopback against a bare hyper h2c echo server.
     Sbi(bench_sbi::BenchSbiArgs),
+    /// The testbed under sustained load (OAuth2 and limits on): SBI hot paths, UE prompts, overload shedding.
+    Load(bench_load::BenchLoadArgs),
     /// Prefill/decode tokens/s and peak memory of the edge and cloud models.
     Models(models::BenchArgs),
     /// CmP scheduler: Best vs plain HEFT on random DAGs (SLR, speedup, plan time).
@@ -37,6 +40,7 @@ pub async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Cloud(a) => bench_cloud::run(a).await,
         BenchCmd::Edge(a) => bench_edge::run(a).await,
         BenchCmd::Sbi(a) => bench_sbi::run(a).await,
+        BenchCmd::Load(a) => bench_load::run(a).await,
         BenchCmd::Models(a) => models::bench(a).await,
         BenchCmd::Sched(a) => bench_sched::run(a).await,
         BenchCmd::Wf(a) => bench_wf::run(a).await,
