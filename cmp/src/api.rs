@@ -68,6 +68,7 @@ pub async fn node_retrieve(
         (status = 200, description = "Node replaced", body = NodeInfo),
         (status = 400, description = "Bad node id, device or link", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn node_register(
     State(ctx): Ctx,
@@ -115,6 +116,8 @@ pub async fn node_deregister(
         (status = 200, description = "The node with its updated load", body = NodeInfo),
         (status = 400, description = "Unknown device or busy units above capacity", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "RESOURCE_NOT_FOUND", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn load_report(
     State(ctx): Ctx,
@@ -213,6 +216,7 @@ fn is_yaml(ct: &str) -> bool {
         (status = 200, description = "Workflow replaced", body = WorkflowDocument),
         (status = 400, description = "Invalid workflow: every problem in invalidParams", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor YAML", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn workflow_register(
     State(ctx): Ctx,
@@ -279,6 +283,8 @@ pub async fn workflow_retrieve(
         (status = 404, description = "RESOURCE_NOT_FOUND", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "NO_FEASIBLE_PLACEMENT: a step fits no device (no NF instance where it may run, too little capacity)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "NF_FAILURE: the NRF or AMF did not answer", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn workflow_plan(
     State(ctx): Ctx,
@@ -300,6 +306,8 @@ pub async fn workflow_plan(
         (status = 404, description = "RESOURCE_NOT_FOUND", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "NO_FEASIBLE_PLACEMENT", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "NF_FAILURE", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn run_start(
     State(ctx): Ctx,

@@ -113,6 +113,8 @@ pub async fn ue_context_deregister(
         (status = 200, description = "The UE is in the target cell", body = HandoverResult),
         (status = 400, description = "Bad SUPI or unknown target cell", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "CONTEXT_NOT_FOUND", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn handover(
     State(ctx): Ctx,
@@ -150,6 +152,8 @@ pub async fn cell_retrieve(
     responses(
         (status = 201, description = "Walk started", body = RandomWalkStatus),
         (status = 400, description = "Bad parameters", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn random_walk_start(
     State(ctx): Ctx,
@@ -281,6 +285,8 @@ pub fn loc_router(ctx: Arc<AmfContext>) -> Router {
             headers(("Location" = String, description = "URI of the subscription"))),
         (status = 400, description = "Bad subscription", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "CONTEXT_NOT_FOUND (the SUPI is not registered)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn create_subscription(
     State(ctx): Ctx,

@@ -375,6 +375,7 @@ fn admit(
         (status = 200, description = "The completion, or with `stream` an event stream of `chat.completion.chunk` objects ending with `data: [DONE]`", body = ChatCompletion),
         (status = 400, description = "Invalid request", body = OaErrorBody),
         (status = 404, description = "Unknown model or adapter (code model_not_found)", body = OaErrorBody),
+        (status = 413, description = "Body too large", body = OaErrorBody),
         (status = 503, description = "Overloaded; retry after the Retry-After header", body = OaErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]

@@ -369,6 +369,8 @@ pub async fn create_session(
         (status = 400, description = "Hidden states not base64, of the wrong width, or not one position", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "CONTEXT_NOT_FOUND: unknown, finished, ended or expired session", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 500, description = "The model failed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn step(
     State(st): St,

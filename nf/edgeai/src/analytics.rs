@@ -334,6 +334,8 @@ async fn popularity_analytics(
         (status = 200, description = "Keywords and the TS 28.312 intent", body = IntentResponse),
         (status = 400, description = "Empty or oversized text", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "The intent model is not loaded", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn intent_inference(
     State(st): State<AnalyticsState>,

@@ -30,6 +30,8 @@ const BAD: &str = "Empty or oversized prompt, invalid parameter";
     responses(
         (status = 200, description = "The prompt with placeholders, and what was found by kind", body = DesensitizeResponse),
         (status = 400, description = BAD, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn desensitize(
     State(ctx): Ctx,
@@ -44,6 +46,9 @@ pub async fn desensitize(
     responses(
         (status = 200, description = "The restored text", body = RestoreResponse),
         (status = 404, description = "Unknown or expired restoreId", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or an invalid field", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn restore(
     State(ctx): Ctx,
@@ -58,6 +63,8 @@ pub async fn restore(
     responses(
         (status = 200, description = "Duplicate class and the representative prompt", body = DedupResponse),
         (status = 400, description = BAD, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn dedup(
     State(ctx): Ctx,
@@ -74,6 +81,8 @@ pub async fn dedup(
         (status = 200, description = "The comprehensive prompt", body = CompleteResponse),
         (status = 400, description = "Bad prompt or SUPI, or a location outside this site", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "The UE is not registered in the AMF", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn complete(
     State(ctx): Ctx,
@@ -89,6 +98,8 @@ pub async fn complete(
         (status = 200, description = "ALLOW: the prompt may be sent", body = PolicyResponse),
         (status = 400, description = BAD, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "POLICY_DENIED: the reason, and each matching rule in invalidParams", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn policy(
     State(ctx): Ctx,
@@ -103,6 +114,8 @@ pub async fn policy(
     responses(
         (status = 200, description = "The edge's answer, or answeredAtEdge = false", body = AnswerResponse),
         (status = 400, description = BAD, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn answer(
     State(ctx): Ctx,
@@ -123,6 +136,8 @@ pub async fn answer(
         (status = 404, description = "The UE is not registered in the AMF", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 502, description = "A peer failed", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "The cloud AI function is congested or absent", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn ue_prompt(
     State(ctx): Ctx,
@@ -140,6 +155,8 @@ pub async fn ue_prompt(
         (status = 200, description = "The answer, generated at the edge", body = EdgeGenerateResponse),
         (status = 400, description = "Bad prompt or maxTokens", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "No cloud model at this edge", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn offload_generate(
     State(ctx): Ctx,
@@ -156,6 +173,8 @@ pub async fn offload_generate(
         (status = 200, description = "The answer, with the bytes that crossed to the cloud", body = EdgeGenerateResponse),
         (status = 400, description = "Bad prompt, maxTokens or splitLayer", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "No cloud model at this edge, or no split service in the cloud", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn split_generate(
     State(ctx): Ctx,
@@ -173,6 +192,8 @@ pub async fn split_generate(
         (status = 201, description = "Created", body = UserProfile),
         (status = 200, description = "Replaced", body = UserProfile),
         (status = 400, description = "Bad SUPI or profile (personal data in a preference)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn put_profile(
     State(ctx): Ctx,
@@ -194,6 +215,7 @@ pub async fn put_profile(
     params(("supi" = String, Path, description = "SUPI")),
     responses(
         (status = 200, description = "The profile", body = UserProfile),
+        (status = 400, description = "Malformed SUPI", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No profile", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn get_profile(
@@ -209,6 +231,7 @@ pub async fn get_profile(
     params(("supi" = String, Path, description = "SUPI")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed SUPI", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No profile", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub async fn delete_profile(
