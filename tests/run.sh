@@ -58,5 +58,12 @@ else
     echo "chromium could not be installed: the console's browser test will be skipped" >&2
 fi
 
+echo "== setup: schemathesis (hostile input against each NF's OpenAPI document)"
+if st_env=$(bash .ci/schemathesis.sh) && [ -n "$st_env" ]; then
+    eval "$st_env"
+else
+    echo "schemathesis could not be installed: the hostile-input test will be skipped" >&2
+fi
+
 echo "== tests"
 cargo test --workspace "$@"
