@@ -80,7 +80,11 @@ pub fn save(tok: &Tokenizer, path: &Path) -> Result<()> {
 
 /// Loads a `tokenizer.json`.
 pub fn load(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
+    // The tokenizers crate panics (`expect("Helper")`) on some malformed sections: a bad
+    // file is an error here, not a crash of the NF loading it.
+    std::panic::catch_unwind(|| Tokenizer::from_file(path))
+        .map_err(|_| Error::Tokenizer(format!("{}: malformed tokenizer", path.display())))?
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
 }
 
 /// Token ids of `text` (special tokens recognised, nothing added).

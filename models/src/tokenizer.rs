@@ -86,7 +86,10 @@ pub fn from_gguf_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
 /// Loads a Hugging Face `tokenizer.json`.
 pub fn from_json_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
     let path = path.as_ref();
-    Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
+    // The tokenizers crate panics on some malformed sections (see `bpe::load`).
+    std::panic::catch_unwind(|| Tokenizer::from_file(path))
+        .map_err(|_| Error::Tokenizer(format!("{}: malformed tokenizer", path.display())))?
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
 }
 
 /// Encodes `text` with special tokens parsed (`<|im_start|>` is one id) and no BOS/post-processing.
