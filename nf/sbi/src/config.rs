@@ -847,10 +847,30 @@ fn check_position(key: &str, lat: f64, lon: f64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The deepest key an environment override may name (`node__0__devices__0__kind` is 5).
+const MAX_OVERRIDE_DEPTH: usize = 16;
+
 /// Sets the value at `path` (`NRF__URI`, `CELL__0__SITE`) to `raw`, typed like the value it replaces.
 fn apply_override(root: &mut toml::Value, path: &str, raw: &str) -> Result<(), ConfigError> {
     let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
     let key = parts.join(".");
+    // Keys are a few levels deep; a path of thousands would build tables nested as deep,
+    // whose recursive drop overflows the stack.
+    if parts.len() > MAX_OVERRIDE_DEPTH {
+        let mut short = key.chars().take(64).collect::<String>();
+        short.push_str("...");
+        return Err(ConfigError::key(
+            short,
+            format!("more than {MAX_OVERRIDE_DEPTH} levels"),
+        ));
+    }
+    // `NETGPT__`, `NETGPT__NRF____URI`: an empty part would name the key '' in the error.
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::key(
+            format!("{ENV_PREFIX}{path}"),
+            "the variable names an empty key",
+        ));
+    }
     let mut cur = root;
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
