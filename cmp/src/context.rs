@@ -22,7 +22,7 @@ use crate::workflows::{parse_and_validate, WorkflowDocument, WorkflowRegistry};
 pub struct PlanRequest {
     /// The run input (`{"supi": ..., "prompt": ...}`; `site` pins edge steps to a site).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, nullable)]
     pub input: Value,
     /// Scheduler variant (default `best`).
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct PlanRequest {
 pub struct RunRequest {
     /// The run input.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, nullable)]
     pub input: Value,
     /// Scheduler variant (default `best`).
     #[serde(default)]

@@ -88,8 +88,8 @@ impl Walker {
 }
 
 /// Starts a random walk (replacing a running one) and returns its status.
-/// 400 when the interval is too short, a SUPI is malformed or unknown, `count` exceeds
-/// the registered UEs, or the topology has fewer than two cells.
+/// 400 when the interval is too short, an integer exceeds int64, a SUPI is malformed or
+/// unknown, `count` exceeds the registered UEs, or the topology has fewer than two cells.
 pub async fn start_random_walk(
     ctx: &Arc<AmfContext>,
     req: RandomWalkRequest,
@@ -99,6 +99,19 @@ pub async fn start_random_walk(
             "intervalMs",
             format!("must be at least {MIN_INTERVAL_MS}"),
         ));
+    }
+    // The document's integers are int64: larger values are refused, not taken as u64.
+    for (name, value) in [
+        ("intervalMs", Some(req.interval_ms)),
+        ("seed", Some(req.seed)),
+        ("steps", req.steps),
+    ] {
+        if value.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(ProblemDetails::invalid_param(
+                name,
+                "must be at most 9223372036854775807 (int64)",
+            ));
+        }
     }
     if ctx.topology.cells().len() < 2 {
         return Err(ProblemDetails::bad_request(

@@ -239,7 +239,7 @@ struct ListQuery {
     summary = "Retrieves a collection of NF Instances (links)",
     params(
         ("nf-type" = Option<String>, Query, description = "Type of NF"),
-        ("limit" = Option<u32>, Query, minimum = 1, description = "How many items to return at one time"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 4294967295u64, description = "How many items to return at one time"),
     ),
     responses(
         (status = 200, description = "Links to the NF instances", body = UriList, content_type = "application/3gppHal+json"),
@@ -274,7 +274,7 @@ async fn get_nf_instances(
             description = "Names of the services offered by the NF (any of them)"),
         ("target-nf-instance-id" = Option<String>, Query, format = Uuid, description = "Identity of the NF instance being discovered"),
         ("preferred-locality" = Option<String>, Query, description = "Preferred target NF location"),
-        ("limit" = Option<u32>, Query, minimum = 1, description = "Maximum number of NFProfiles to return in the response"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 4294967295u64, description = "Maximum number of NFProfiles to return in the response"),
     ),
     responses(
         (status = 200, description = "Matching NF instances (possibly none)", body = SearchResult),
