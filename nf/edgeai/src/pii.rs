@@ -272,11 +272,18 @@ fn repeats(text: &str, accepted: &[Candidate]) -> Vec<Candidate> {
                 start,
                 end: start + value.len(),
             };
-            let whole_word = !prev_char(text, c.start).is_some_and(char::is_alphanumeric)
-                && !text[c.end..]
-                    .chars()
-                    .next()
-                    .is_some_and(char::is_alphanumeric);
+            // Glued to a letter or digit, a repeated name is part of another word. An
+            // identifier is still itself next to the other class (`...1111imsi`,
+            // `0GB82 WEST...`): only more digits or more letters make another.
+            let joins = |outside: Option<char>, inside: Option<char>| match (outside, inside) {
+                (Some(o), Some(i)) if kind != PiiKind::PersonName => {
+                    (o.is_numeric() && i.is_numeric()) || (o.is_alphabetic() && i.is_alphabetic())
+                }
+                (Some(o), _) => o.is_alphanumeric(),
+                (None, _) => false,
+            };
+            let whole_word = !joins(prev_char(text, c.start), value.chars().next())
+                && !joins(text[c.end..].chars().next(), value.chars().next_back());
             if whole_word {
                 out.push(c);
             }
