@@ -41,7 +41,7 @@ pub async fn ue_context_list(State(ctx): Ctx) -> Json<Vec<UeContext>> {
 /// Registers a UE at a serving cell (201) or re-registers it (200).
 #[utoipa::path(put, path = "/namf-comm/v1/ue-contexts/{ueContextId}", operation_id = "UEContextRegister",
     tag = "Individual ueContext (Document)",
-    params(("ueContextId" = String, Path, description = "SUPI, imsi-<5..15 digits>", example = "imsi-001010000000001")),
+    params(("ueContextId" = String, Path, description = "SUPI, imsi-<5..15 digits>", pattern = "^imsi-[0-9]{5,15}$", example = "imsi-001010000000001")),
     request_body = UeRegistration,
     responses(
         (status = 201, description = "UE context created", body = UeContext,
@@ -73,7 +73,7 @@ pub async fn ue_context_register(
 /// Reads a UE context.
 #[utoipa::path(get, path = "/namf-comm/v1/ue-contexts/{ueContextId}", operation_id = "UEContextRetrieve",
     tag = "Individual ueContext (Document)",
-    params(("ueContextId" = String, Path, description = "SUPI")),
+    params(("ueContextId" = String, Path, description = "SUPI", pattern = "^imsi-[0-9]{5,15}$")),
     responses(
         (status = 200, description = "The UE context", body = UeContext),
         (status = 400, description = "Malformed SUPI", body = ProblemDetails, content_type = "application/problem+json"),
@@ -89,7 +89,7 @@ pub async fn ue_context_retrieve(
 /// Deregisters a UE (releases its context).
 #[utoipa::path(delete, path = "/namf-comm/v1/ue-contexts/{ueContextId}", operation_id = "UEContextDeregister",
     tag = "Individual ueContext (Document)",
-    params(("ueContextId" = String, Path, description = "SUPI")),
+    params(("ueContextId" = String, Path, description = "SUPI", pattern = "^imsi-[0-9]{5,15}$")),
     responses(
         (status = 204, description = "Deregistered"),
         (status = 400, description = "Malformed SUPI", body = ProblemDetails, content_type = "application/problem+json"),
@@ -107,7 +107,7 @@ pub async fn ue_context_deregister(
 /// Hands a UE over to another cell (NetGPT testbed extension); subscribers get a LOCATION_REPORT.
 #[utoipa::path(post, path = "/namf-comm/v1/ue-contexts/{ueContextId}/handover", operation_id = "Handover",
     tag = EXTENSION_TAG,
-    params(("ueContextId" = String, Path, description = "SUPI")),
+    params(("ueContextId" = String, Path, description = "SUPI", pattern = "^imsi-[0-9]{5,15}$")),
     request_body = HandoverRequest,
     responses(
         (status = 200, description = "The UE is in the target cell", body = HandoverResult),
@@ -133,7 +133,7 @@ pub async fn cell_list(State(ctx): Ctx) -> Json<Vec<CellInfo>> {
 
 /// One cell of the topology (NetGPT testbed extension).
 #[utoipa::path(get, path = "/namf-comm/v1/cells/{nrCellId}", operation_id = "CellRetrieve", tag = EXTENSION_TAG,
-    params(("nrCellId" = String, Path, description = "NR Cell Identity, 9 hex digits", example = "000001001")),
+    params(("nrCellId" = String, Path, description = "NR Cell Identity, 9 hex digits", pattern = "^[0-9a-fA-F]{9}$", example = "000001001")),
     responses(
         (status = 200, description = "The cell", body = CellInfo),
         (status = 400, description = "Malformed NR Cell Identity", body = ProblemDetails, content_type = "application/problem+json"),

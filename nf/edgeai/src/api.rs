@@ -186,7 +186,7 @@ pub async fn split_generate(
 /// Stores a UE's profile (preferences kept at the edge).
 #[utoipa::path(put, path = "/nedgeai-prompt/v1/user-profiles/{supi}", operation_id = "UserProfilePut",
     tag = "User profiles",
-    params(("supi" = String, Path, description = "SUPI, imsi-<5..15 digits>", example = "imsi-001010000000002")),
+    params(("supi" = String, Path, description = "SUPI, imsi-<5..15 digits>", pattern = "^imsi-[0-9]{5,15}$", example = "imsi-001010000000002")),
     request_body = UserProfile,
     responses(
         (status = 201, description = "Created", body = UserProfile),
@@ -212,7 +212,7 @@ pub async fn put_profile(
 /// Reads a UE's profile.
 #[utoipa::path(get, path = "/nedgeai-prompt/v1/user-profiles/{supi}", operation_id = "UserProfileGet",
     tag = "User profiles",
-    params(("supi" = String, Path, description = "SUPI")),
+    params(("supi" = String, Path, description = "SUPI", pattern = "^imsi-[0-9]{5,15}$")),
     responses(
         (status = 200, description = "The profile", body = UserProfile),
         (status = 400, description = "Malformed SUPI", body = ProblemDetails, content_type = "application/problem+json"),
@@ -228,7 +228,7 @@ pub async fn get_profile(
 /// Deletes a UE's profile.
 #[utoipa::path(delete, path = "/nedgeai-prompt/v1/user-profiles/{supi}", operation_id = "UserProfileDelete",
     tag = "User profiles",
-    params(("supi" = String, Path, description = "SUPI")),
+    params(("supi" = String, Path, description = "SUPI", pattern = "^imsi-[0-9]{5,15}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed SUPI", body = ProblemDetails, content_type = "application/problem+json"),
