@@ -157,19 +157,17 @@ impl SqlNfStore {
         expires_at_ms: i64,
     ) -> Result<bool, StoreError> {
         let key = profile.nf_instance_id.to_string();
-        let mut tx = self.db.pool().begin().await?;
-        let existed = sqlx::query("SELECT version FROM nrf_profiles WHERE nf_instance_id = $1")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        sqlx::query(
+        // One statement, no read first: a SQLite transaction that reads and then writes
+        // cannot wait for another writer (SQLITE_BUSY at once, not after the busy timeout),
+        // so concurrent registrations failed with 500. The new row has version 1.
+        let row = sqlx::query(
             "INSERT INTO nrf_profiles (nf_instance_id, nf_type, nf_status, heart_beat_timer, expires_at_ms, version, body)
              VALUES ($1, $2, $3, $4, $5, 1, $6)
              ON CONFLICT (nf_instance_id) DO UPDATE SET
                 nf_type = excluded.nf_type, nf_status = excluded.nf_status,
                 heart_beat_timer = excluded.heart_beat_timer, expires_at_ms = excluded.expires_at_ms,
-                version = nrf_profiles.version + 1, body = excluded.body",
+                version = nrf_profiles.version + 1, body = excluded.body
+             RETURNING version",
         )
         .bind(&key)
         .bind(profile.nf_type.as_str())
@@ -177,10 +175,10 @@ impl SqlNfStore {
         .bind(i64::from(profile.heart_beat_timer.unwrap_or(0)))
         .bind(expires_at_ms)
         .bind(encode(profile))
-        .execute(&mut *tx)
+        .fetch_one(self.db.pool())
         .await?;
-        tx.commit().await?;
-        Ok(!existed)
+        let version: i64 = row.try_get(0)?;
+        Ok(version == 1)
     }
 
     async fn replace_impl(
