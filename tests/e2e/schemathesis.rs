@@ -53,6 +53,7 @@ async fn run_schemathesis(
     st: &str,
     cfg: &TestbedConfig,
     target: &Target,
+    work_dir: &std::path::Path,
 ) -> Result<String, String> {
     let mut exclude_openai = false;
     let token = match netgpt_sbi::oauth::request_token(
@@ -88,7 +89,10 @@ async fn run_schemathesis(
         Err(e) => return Err(format!("{}: no access token: {e}", target.name)),
     };
     let mut cmd = Command::new(st);
-    cmd.arg("--no-color")
+    // schemathesis and hypothesis keep caches (`.schemathesis/`, `.hypothesis/`) in the working
+    // directory: a temporary one keeps them out of the tree and each run independent of the last.
+    cmd.current_dir(work_dir)
+        .arg("--no-color")
         .arg("run")
         .arg(format!("{}/openapi.json", target.api_root))
         .args(["--url", &target.api_root])
@@ -219,7 +223,7 @@ async fn every_nf_survives_schemathesis() {
     let mut total_cases = 0;
     for target in &targets {
         let t = Instant::now();
-        let result = run_schemathesis(&st, &cfg, target).await;
+        let result = run_schemathesis(&st, &cfg, target, dir.path()).await;
         let report = match &result {
             Ok(text) | Err(text) => text,
         };
