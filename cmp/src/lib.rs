@@ -101,7 +101,7 @@ pub async fn start_with_state(ctx: NfContext) -> Result<(RunningNf, Arc<CmpConte
     // outside their OpenAPI documents and the NF profile (which lists SERVICES only).
     let profile = ctx.profile(&SERVICES);
     let console = console::router(console::Console::new(state.clone(), &ctx.config));
-    let router = app.metrics_prefix("cmp_").build().merge(console);
+    let router = ctx.guard(app).metrics_prefix("cmp_").build().merge(console);
     let running = ctx.launch_with_profile(router, Some(profile)).await?;
     // After launch: resumed steps call NFs, which may need this CmP registered first.
     match state.engine.resume_unfinished().await {

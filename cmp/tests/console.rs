@@ -325,6 +325,7 @@ async fn console_shows_topology_load_workflows_and_a_run_in_chromium() {
 async fn console_shows_unreachable_peers_as_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = TestbedConfig::load_default().unwrap();
+    cfg.oauth2.enabled = false;
     // Nothing listens there: NRF (hence AMF) unreachable.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     cfg.nrf.uri = format!("http://{}", dead.local_addr().unwrap());

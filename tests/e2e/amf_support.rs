@@ -30,7 +30,7 @@ pub fn assert_3gpp_valid(file: &str, schema: &str, instance: &Value) -> bool {
 
 /// The default testbed with `nrf.uri` and `nrf.heartbeat_timer` replaced.
 pub fn config(nrf_uri: &str, heartbeat_timer: u32) -> TestbedConfig {
-    let mut cfg = netgpt_e2e::config_with_nrf(nrf_uri);
+    let mut cfg = netgpt_e2e::open_config(nrf_uri);
     cfg.nrf.heartbeat_timer = heartbeat_timer;
     cfg
 }

@@ -3,11 +3,14 @@
 //! NRF discovery, the OpenAI-compatible routes streamed and not, bad input, admission
 //! control, cancellation, several LoRA adapters in one batch, metrics, and the real `openai`
 //! Python client where the test command installed it.
+//!
+//! OAuth2 is off here (`open_config`): these tests exercise the NF's function with plain
+//! HTTP clients; `security.rs` and `edge.rs` run the NFs with OAuth2 on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netgpt_e2e::{config_with_nrf, fast_nrf_options, h2_client, start_nrf, TestNrf};
+use netgpt_e2e::{fast_nrf_options, h2_client, open_config, start_open_nrf, TestNrf};
 use netgpt_sbi::config::CloudAiConfig;
 use netgpt_sbi::{NfContext, RunningNf};
 use serde_json::{json, Value};
@@ -32,9 +35,9 @@ async fn start(
         eprintln!("cloud model not cached (run `netgpt models fetch`): skipped");
         return None;
     };
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config_with_nrf(&nrf.base);
+    let mut cfg = open_config(&nrf.base);
     cfg.cloudai.model = Some(model);
     let nf = cfg.nf["cloudai"].clone();
     cfg.nf.insert(name.to_owned(), nf);

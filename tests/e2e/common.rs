@@ -318,6 +318,80 @@ pub fn h2_client_with_timeout(timeout: std::time::Duration) -> reqwest::Client {
         .expect("h2c client")
 }
 
+/// An h2c test client that attaches to each request an OAuth2 access token for the
+/// service its URL names (`/namf-comm/...` -> a token for the AMF's `namf-comm`), fetched
+/// from the configuration's NRF as consumer `name` and cached; no token when
+/// `[oauth2] enabled` is false or the path is no service (`/metrics`).
+#[derive(Clone)]
+pub struct TokenClient {
+    http: reqwest::Client,
+    cfg: Arc<TestbedConfig>,
+    name: String,
+    tokens: Arc<tokio::sync::Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl TokenClient {
+    /// A client for `cfg` acting as `name`, with a per-request `timeout`.
+    pub fn new(cfg: &TestbedConfig, name: &str, timeout: std::time::Duration) -> Self {
+        Self {
+            http: h2_client_with_timeout(timeout),
+            cfg: Arc::new(cfg.clone()),
+            name: name.to_owned(),
+            tokens: Default::default(),
+        }
+    }
+
+    /// A request to `url` carrying the token for its service.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: impl Into<String>,
+    ) -> reqwest::RequestBuilder {
+        let url = url.into();
+        let service = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').nth(1))
+            .unwrap_or_default()
+            .to_owned();
+        let rb = self.http.request(method, &url);
+        let Some(nf_type) = netgpt_sbi::oauth::nf_type_of_service(&service) else {
+            return rb;
+        };
+        if !self.cfg.oauth2.enabled {
+            return rb;
+        }
+        let mut tokens = self.tokens.lock().await;
+        if !tokens.contains_key(&service) {
+            let t = netgpt_sbi::oauth::request_token(&self.cfg, &self.name, &nf_type, &service)
+                .await
+                .unwrap_or_else(|e| panic!("access token for {service}: {e}"));
+            tokens.insert(service.clone(), t);
+        }
+        rb.bearer_auth(&tokens[&service])
+    }
+
+    /// `GET url` with its token.
+    pub async fn get(&self, url: impl Into<String>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, url).await
+    }
+
+    /// `POST url` with its token.
+    pub async fn post(&self, url: impl Into<String>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, url).await
+    }
+
+    /// `PUT url` with its token.
+    pub async fn put(&self, url: impl Into<String>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, url).await
+    }
+
+    /// `DELETE url` with its token.
+    pub async fn delete(&self, url: impl Into<String>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, url).await
+    }
+}
+
 /// The default testbed configuration with the NRF at `nrf_uri`.
 pub fn config_with_nrf(nrf_uri: &str) -> TestbedConfig {
     let mut cfg = TestbedConfig::load_default().expect("default testbed config");
@@ -361,13 +435,53 @@ pub async fn start_nrf(options: NrfOptions) -> TestNrf {
     start_nrf_on(&url, dir, options).await
 }
 
+/// The default testbed configuration with the NRF at `nrf_uri` and OAuth2 off: for the
+/// functional tests of one NF that call it with plain HTTP clients (`security.rs` and
+/// `edge.rs` run with OAuth2 on).
+pub fn open_config(nrf_uri: &str) -> TestbedConfig {
+    let mut cfg = config_with_nrf(nrf_uri);
+    cfg.oauth2.enabled = false;
+    cfg
+}
+
+/// [`start_nrf`] with OAuth2 off ([`open_config`]).
+pub async fn start_open_nrf(options: NrfOptions) -> TestNrf {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let url = format!("sqlite://{}", dir.path().join("nrf.db").display());
+    start_open_nrf_on(&url, dir, options).await
+}
+
+/// [`start_nrf_on`] with OAuth2 off ([`open_config`]).
+pub async fn start_open_nrf_on(
+    db_url: &str,
+    dir: Arc<tempfile::TempDir>,
+    options: NrfOptions,
+) -> TestNrf {
+    start_nrf_with(open_config("http://127.0.0.1:8000"), db_url, dir, options).await
+}
+
 /// Starts an NRF on `127.0.0.1:0` over the database `db_url` (e.g. to restart one).
 pub async fn start_nrf_on(
     db_url: &str,
     dir: Arc<tempfile::TempDir>,
     options: NrfOptions,
 ) -> TestNrf {
-    let cfg = Arc::new(config_with_nrf("http://127.0.0.1:8000"));
+    start_nrf_with(
+        config_with_nrf("http://127.0.0.1:8000"),
+        db_url,
+        dir,
+        options,
+    )
+    .await
+}
+
+async fn start_nrf_with(
+    cfg: TestbedConfig,
+    db_url: &str,
+    dir: Arc<tempfile::TempDir>,
+    options: NrfOptions,
+) -> TestNrf {
+    let cfg = Arc::new(cfg);
     let db = netgpt_sbi::db::connect(db_url)
         .await
         .expect("open NRF database");

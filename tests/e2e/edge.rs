@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use netgpt_e2e::{config_with_nrf, fast_nrf_options, h2_client_with_timeout, start_nrf, TestNrf};
+use netgpt_e2e::{config_with_nrf, fast_nrf_options, start_nrf, TestNrf, TokenClient};
 use netgpt_models::data::pairs::check_completion;
 use netgpt_models::data::profiles;
 use netgpt_sbi::config::TestbedConfig;
@@ -20,11 +20,9 @@ use netgpt_sbi::db::Db;
 use netgpt_sbi::{NfContext, RunningNf};
 use serde_json::{json, Value};
 
-/// An h2c client with a generous timeout: on a loaded machine the cloud model decodes slowly,
-/// and the tests assert outcomes, not speed.
-fn h2_client() -> reqwest::Client {
-    h2_client_with_timeout(Duration::from_secs(300))
-}
+/// Per-request timeout of the test client: on a loaded machine the cloud model decodes
+/// slowly, and the tests assert outcomes, not speed.
+const TIMEOUT: Duration = Duration::from_secs(300);
 
 const UE_LONDON: &str = "imsi-001010000000002";
 const UE_PARIS: &str = "imsi-001010000000003";
@@ -39,6 +37,8 @@ struct Testbed {
     cmp: String,
     edges: std::collections::BTreeMap<String, String>,
     received: Received,
+    /// Test client carrying OAuth2 tokens (the testbed runs with `[oauth2]` on).
+    http: TokenClient,
     _dir: tempfile::TempDir,
 }
 
@@ -79,7 +79,11 @@ async fn start(edit: impl FnOnce(&mut TestbedConfig)) -> Option<Testbed> {
     cfg.cloudai.model = Some(model);
     cfg.cloudai.max_new_tokens = 16;
     cfg.edgeai.cloud_max_tokens = 6;
+    // A hundred prompts from two UEs at once: dedup is under test here, not the per-UE
+    // rate (tests/e2e/security.rs checks that).
+    cfg.limits.ue_rate_per_s = 0.0;
     edit(&mut cfg);
+    let http = TokenClient::new(&cfg, "edge-test-ue", TIMEOUT);
     let cfg = Arc::new(cfg);
     let db = netgpt_sbi::db::connect(&format!(
         "sqlite://{}?mode=rwc",
@@ -100,7 +104,8 @@ async fn start(edit: impl FnOnce(&mut TestbedConfig)) -> Option<Testbed> {
     })
     .await
     .unwrap();
-    let router = netgpt_cloudai::app("cloudai", Arc::new(state))
+    let router = cloud_ctx
+        .guard(netgpt_cloudai::app("cloudai", Arc::new(state)))
         .build()
         .layer(axum::middleware::from_fn_with_state(
             received.clone(),
@@ -134,6 +139,7 @@ async fn start(edit: impl FnOnce(&mut TestbedConfig)) -> Option<Testbed> {
         cmp,
         edges,
         received,
+        http,
         _dir: dir,
     })
 }
@@ -152,8 +158,10 @@ impl Testbed {
     }
 
     async fn post_path(&self, site: &str, path: &str, body: Value) -> (u16, Value) {
-        let r = h2_client()
+        let r = self
+            .http
             .post(format!("{}{path}", self.edges[site]))
+            .await
             .json(&body)
             .send()
             .await
@@ -176,11 +184,13 @@ impl Testbed {
     }
 
     async fn handover(&self, supi: &str, cell: &str) {
-        let r = h2_client()
+        let r = self
+            .http
             .post(format!(
                 "{}/namf-comm/v1/ue-contexts/{supi}/handover",
                 self.amf
             ))
+            .await
             .json(&json!({ "nrCellId": cell }))
             .send()
             .await
@@ -193,8 +203,9 @@ impl Testbed {
     }
 
     async fn status(&self, site: &str) -> Value {
-        h2_client()
+        self.http
             .get(format!("{}/nedgeai-prompt/v1/status", self.edges[site]))
+            .await
             .send()
             .await
             .unwrap()
@@ -239,11 +250,13 @@ async fn site_facts_follow_the_ue_through_a_handover() {
 
     // The London UE, with preferences kept at its London edge, moves to a Paris cell;
     // asking its old edge, it is served by Paris's, and its preferences moved with it.
-    let r = h2_client()
+    let r = tb
+        .http
         .put(format!(
             "{}/nedgeai-prompt/v1/user-profiles/{UE_LONDON}",
             tb.edges["edge-london"]
         ))
+        .await
         .json(&json!({ "preferences": ["wheelchair access"] }))
         .send()
         .await
@@ -420,8 +433,10 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
         "{}/nedgeai-prompt/v1/user-profiles/{UE_LONDON}",
         tb.edges["edge-london"]
     );
-    let r = h2_client()
+    let r = tb
+        .http
         .put(&url)
+        .await
         .json(&json!({ "preferences": ["vegetarian", "travelling with kids"] }))
         .send()
         .await
@@ -437,15 +452,19 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["userProfileApplied"], true);
     assert!(c["prompt"].as_str().unwrap().contains("vegetarian"), "{c}");
-    let r = h2_client()
+    let r = tb
+        .http
         .put(&url)
+        .await
         .json(&json!({ "preferences": ["call me on +44 20 7946 0958"] }))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let kept: Value = h2_client()
+    let kept: Value = tb
+        .http
         .get(&url)
+        .await
         .send()
         .await
         .unwrap()
@@ -468,9 +487,11 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
         "public transport options",
     ] {
         let base = tb.edges["edge-paris"].clone();
+        let http = tb.http.clone();
         tasks.push(tokio::spawn(async move {
-            let r = h2_client()
+            let r = http
                 .post(format!("{base}/nedgeai-prompt/v1/complete"))
+                .await
                 .json(&json!({ "prompt": p }))
                 .send()
                 .await
@@ -583,11 +604,13 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
             assert_eq!(p["invalidParams"][0]["param"], param, "{op}: {p}");
         }
     }
-    let r = h2_client()
+    let r = tb
+        .http
         .post(format!(
             "{}/nedgeai-prompt/v1/complete",
             tb.edges["edge-london"]
         ))
+        .await
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -599,9 +622,11 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
     let base = tb.edges["edge-london"].clone();
     let get = |q: String| {
         let base = base.clone();
+        let http = tb.http.clone();
         async move {
-            let r = h2_client()
+            let r = http
                 .get(format!("{base}/nedgeai-analytics/v1/analytics?{q}"))
+                .await
                 .send()
                 .await
                 .unwrap();
@@ -668,8 +693,10 @@ async fn operations_alone_with_profiles_batching_and_clear_errors() {
     assert_eq!(v["invalidParams"][0]["param"], "text");
 
     // Metrics of the edge pipeline are exposed.
-    let m = h2_client()
+    let m = tb
+        .http
         .get(format!("{}/metrics", tb.edges["edge-london"]))
+        .await
         .send()
         .await
         .unwrap()
@@ -694,9 +721,10 @@ async fn the_cmp_runs_the_netgpt_workflow_through_the_edge_function() {
     };
     // The shipped workflow with few tokens and generous time limits: a loaded test machine
     // decodes far slower than the shipped budget assumes.
-    let client = h2_client();
+    let client = tb.http.clone();
     let shipped: Value = client
         .get(format!("{}/ncmp-wf/v1/workflows/netgpt", tb.cmp))
+        .await
         .send()
         .await
         .unwrap()
@@ -714,6 +742,7 @@ async fn the_cmp_runs_the_netgpt_workflow_through_the_edge_function() {
     }
     let r = client
         .post(format!("{}/ncmp-wf/v1/workflows", tb.cmp))
+        .await
         .json(&spec)
         .send()
         .await
@@ -722,6 +751,7 @@ async fn the_cmp_runs_the_netgpt_workflow_through_the_edge_function() {
     let prompt = "My name is Alice Martin. Recommend libraries";
     let r = client
         .post(format!("{}/ncmp-wf/v1/workflows/netgpt-slow/runs", tb.cmp))
+        .await
         .json(&json!({ "input": { "supi": UE_LONDON, "prompt": prompt }, "wait": true }))
         .send()
         .await
@@ -774,13 +804,14 @@ async fn offload_and_splitting_run_as_cmp_workflows_at_the_ues_site() {
     let Some(tb) = start(|_| {}).await else {
         return;
     };
-    let client = h2_client();
+    let client = tb.http.clone();
     let prompt = "What is the capital of France?";
     let mut texts = Vec::new();
     for (workflow, framework) in [("offload", "OFFLOAD"), ("splitting", "SPLITTING")] {
         // The shipped workflow with few tokens and generous limits (a loaded test machine).
         let shipped: Value = client
             .get(format!("{}/ncmp-wf/v1/workflows/{workflow}", tb.cmp))
+            .await
             .send()
             .await
             .unwrap()
@@ -798,6 +829,7 @@ async fn offload_and_splitting_run_as_cmp_workflows_at_the_ues_site() {
         }
         let r = client
             .post(format!("{}/ncmp-wf/v1/workflows", tb.cmp))
+            .await
             .json(&spec)
             .send()
             .await
@@ -809,6 +841,7 @@ async fn offload_and_splitting_run_as_cmp_workflows_at_the_ues_site() {
                 "{}/ncmp-wf/v1/workflows/{workflow}-test/runs",
                 tb.cmp
             ))
+            .await
             .json(&json!({ "input": { "supi": UE_PARIS, "prompt": prompt }, "wait": true }))
             .send()
             .await

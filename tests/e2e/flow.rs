@@ -3,6 +3,9 @@
 //! suspended (and returns on its next heartbeat) while the heartbeating AMF stays ->
 //! UE register -> ProvideLocationInfo -> a subscriber subscribes to LOCATION_REPORT ->
 //! handover -> the subscriber receives the new cell -> the AMF deregisters on stop.
+//!
+//! OAuth2 is off here (`open_config`): these tests exercise the NF's function with plain
+//! HTTP clients; `security.rs` and `edge.rs` run the NFs with OAuth2 on.
 
 #[path = "amf_support.rs"]
 mod amf_support;

@@ -3,10 +3,15 @@
 //! deregistration; every bad input answered with ProblemDetails and no stored change;
 //! persistence across a restart; the SBI crate's NRF consumer against this NRF.
 //! Responses are validated against the 3GPP Rel-18 schemas where ../shared/3gpp exists.
+//!
+//! OAuth2 is off here (`open_config`): these tests exercise the NF's function with plain
+//! HTTP clients; `security.rs` and `edge.rs` run the NFs with OAuth2 on.
 
 use std::time::Duration;
 
-use netgpt_e2e::{assert_3gpp_schema, fast_nrf_options, h2_client, start_nrf, start_nrf_on};
+use netgpt_e2e::{
+    assert_3gpp_schema, fast_nrf_options, h2_client, start_open_nrf, start_open_nrf_on,
+};
 use reqwest::{Client, Method, StatusCode, Version};
 use serde_json::{json, Value};
 
@@ -210,7 +215,7 @@ async fn wait_for_status(client: &Client, url: &str, status: &str) -> Value {
 
 #[tokio::test]
 async fn register_discover_heartbeat_expire_revive_deregister() {
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let client = h2_client();
     let id = new_id();
     let url = instance_url(&nrf.base, &id);
@@ -286,7 +291,7 @@ type BadCase<'a> = (
 
 #[tokio::test]
 async fn bad_input_is_answered_with_problem_details_and_changes_nothing() {
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let client = h2_client();
     let id = new_id();
     let url = instance_url(&nrf.base, &id);
@@ -544,7 +549,7 @@ async fn a_restarted_nrf_still_knows_its_profiles() {
         .await
         .unwrap();
     for db_url in urls {
-        let nrf = start_nrf_on(&db_url, dir.clone(), fast_nrf_options()).await;
+        let nrf = start_open_nrf_on(&db_url, dir.clone(), fast_nrf_options()).await;
         let client = h2_client();
         let id = new_id();
         let profile = amf_profile(&id, 3600, "edge-paris");
@@ -557,7 +562,7 @@ async fn a_restarted_nrf_still_knows_its_profiles() {
         let (_, before, _) = send(&client, Method::GET, &url, None).await;
         let (db_url, dir) = nrf.stop().await;
 
-        let again = start_nrf_on(&db_url, dir, fast_nrf_options()).await;
+        let again = start_open_nrf_on(&db_url, dir, fast_nrf_options()).await;
         let (status, after, _) =
             send(&client, Method::GET, &instance_url(&again.base, &id), None).await;
         assert_eq!(status, StatusCode::OK, "{db_url}");
@@ -575,7 +580,7 @@ async fn a_restarted_nrf_still_knows_its_profiles() {
 
 #[tokio::test]
 async fn list_retrieval_links_instances_and_http1_also_works() {
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let client = h2_client();
     let (a, b) = (new_id(), new_id());
     put_json(
@@ -635,7 +640,7 @@ async fn list_retrieval_links_instances_and_http1_also_works() {
 
 #[tokio::test]
 async fn nrf_serves_registration_metrics_and_its_openapi_document() {
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let client = h2_client();
     let id = new_id();
     let mut p = amf_profile(&id, 60, "core");
@@ -687,7 +692,7 @@ async fn the_sbi_nrf_consumer_registers_heartbeats_discovers_and_deregisters() {
     use netgpt_sbi::models::nnrf::{NfProfile, NfService, NfType};
     use netgpt_sbi::{DiscoveryQuery, NrfClient, SbiClient};
 
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let consumer = NrfClient::new(SbiClient::new("e2e"), nrf.base.clone());
     let id = serde_json::from_value(json!(new_id())).unwrap();
     let mut p = NfProfile::new(id, NfType::new("CLOUDAI"));

@@ -14,6 +14,9 @@
 //!
 //! The tool tests print a skip reason and pass when `NETGPT_PROMTOOL` / `NETGPT_PROMETHEUS`
 //! are unset (tests/run.sh sets them from `.ci/prometheus.sh`).
+//!
+//! OAuth2 is off here (`open_config`): these tests exercise the NF's function with plain
+//! HTTP clients; `security.rs` and `edge.rs` run the NFs with OAuth2 on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +24,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netgpt_e2e::{config_with_nrf, fast_nrf_options, h2_client, start_nrf, TestNrf};
+use netgpt_e2e::{fast_nrf_options, h2_client, open_config, start_open_nrf, TestNrf};
 use netgpt_sbi::metrics::CATALOGUE;
 use netgpt_sbi::{NfContext, RunningNf};
 use serde_json::{json, Value};
@@ -346,7 +349,7 @@ async fn context(
     name: &str,
     edit: impl FnOnce(&mut netgpt_sbi::config::TestbedConfig),
 ) -> NfContext {
-    let mut cfg = config_with_nrf(nrf);
+    let mut cfg = open_config(nrf);
     edit(&mut cfg);
     let db = netgpt_sbi::db::connect(&format!(
         "sqlite://{}?mode=rwc",
@@ -373,7 +376,7 @@ const EDGE: &str = "edge-london";
 /// NRF, AMF, CmP, an edge AI function and (model cached) the cloud AI function, with some
 /// traffic on each.
 async fn bring_up() -> Bed {
-    let nrf = start_nrf(fast_nrf_options()).await;
+    let nrf = start_open_nrf(fast_nrf_options()).await;
     let dir = tempfile::tempdir().unwrap();
     let c = h2_client();
 

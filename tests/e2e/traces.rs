@@ -9,6 +9,9 @@
 //!
 //! The tracer provider and the subscriber are process-wide: this file is its own test
 //! binary with a single test.
+//!
+//! OAuth2 is off here (`open_config`): these tests exercise the NF's function with plain
+//! HTTP clients; `security.rs` and `edge.rs` run the NFs with OAuth2 on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -176,12 +179,12 @@ async fn one_trace_across_nrf_amf_and_subscriber() {
     assert!(guard.is_exporting());
 
     // NRF, AMF (registers with the NRF), subscriber.
-    let nrf = netgpt_e2e::start_nrf(netgpt_nrf::NrfOptions::default()).await;
+    let nrf = netgpt_e2e::start_open_nrf(netgpt_nrf::NrfOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let db = netgpt_sbi::db::connect(&format!("sqlite://{}", dir.path().join("amf.db").display()))
         .await
         .unwrap();
-    let cfg = Arc::new(netgpt_e2e::config_with_nrf(&nrf.base));
+    let cfg = Arc::new(netgpt_e2e::open_config(&nrf.base));
     let ctx = NfContext::ephemeral(cfg, "amf", db).await.unwrap();
     let amf = netgpt_amf::start(ctx)
         .await

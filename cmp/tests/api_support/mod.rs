@@ -84,6 +84,7 @@ fn nf_entry(nf_type: &str, locality: &str) -> NfConfig {
         advertise: None,
         tls_cert: None,
         tls_key: None,
+        mtls: false,
     }
 }
 
@@ -255,6 +256,9 @@ impl Bed {
     pub async fn start_with(real_cloud: bool) -> Bed {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cfg = TestbedConfig::load_default().expect("default testbed");
+        // The CmP's function with plain HTTP clients; tests/e2e/edge.rs and security.rs
+        // run the CmP with OAuth2 on.
+        cfg.oauth2.enabled = false;
         cfg.nf.insert(
             "edgeai-hangzhou".into(),
             nf_entry("EDGEAI", "edge-hangzhou"),

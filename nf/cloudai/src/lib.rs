@@ -86,6 +86,7 @@ pub async fn start_with_state(
     let app = app(&ctx.name, state).metrics_prefix("cloudai_");
     // Only the SBI services go into the NFProfile; the OpenAI routes are for clients.
     let profile = ctx.profile(&[SERVICE, split::SERVICE]);
+    let app = ctx.guard(app);
     ctx.launch_with_profile(app.build(), Some(profile)).await
 }
 

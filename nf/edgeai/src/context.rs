@@ -79,6 +79,8 @@ pub struct EdgeAiContext {
     pub analytics: Arc<crate::analytics::Analytics>,
     /// The cloud model at the edge (offload, splitting), loaded on first use.
     pub cloud_at_edge: crate::frameworks::CloudAtEdge,
+    /// Prompts per UE (`[limits] ue_rate_per_s`, `ue_burst`), by SUPI.
+    pub ue_rate: netgpt_sbi::limits::RateLimiter,
 }
 
 impl std::fmt::Debug for EdgeAiContext {
@@ -230,6 +232,10 @@ impl EdgeAiContext {
             nrf: ctx.nrf.clone(),
             analytics: Arc::new(analytics),
             cloud_at_edge: Default::default(),
+            ue_rate: netgpt_sbi::limits::RateLimiter::new(
+                ctx.config.limits.ue_rate_per_s,
+                ctx.config.limits.ue_burst,
+            ),
             settings,
             model,
             adapter,

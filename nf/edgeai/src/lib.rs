@@ -89,6 +89,7 @@ pub async fn start_with_state(
     let names: Vec<String> = service_docs().into_iter().map(|(n, _)| n).collect();
     let services: Vec<&str> = names.iter().map(String::as_str).collect();
     let profile = ctx.profile(&services);
+    let app = ctx.guard(app);
     ctx.launch_with_profile(app.build(), Some(profile)).await
 }
 

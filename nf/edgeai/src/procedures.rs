@@ -577,6 +577,18 @@ pub async fn ue_prompt(
     let start = Instant::now();
     check_supi("supi", &req.supi)?;
     check_prompt("prompt", &req.prompt)?;
+    let limit = ctx.config.limits.max_prompt_chars;
+    let n = req.prompt.chars().count();
+    if n > limit {
+        return Err(ProblemDetails::invalid_param(
+            "prompt",
+            format!("{n} characters, a UE may send at most {limit} ([limits] max_prompt_chars)"),
+        ));
+    }
+    // A request forwarded after a handover was counted at the site the UE asked.
+    if !forwarded {
+        ctx.ue_rate.admit(&req.supi, "UE")?;
+    }
     let max_tokens = req.max_tokens.unwrap_or(ctx.settings.cloud_max_tokens);
     if max_tokens == 0 || max_tokens > 4096 {
         return Err(ProblemDetails::invalid_param(

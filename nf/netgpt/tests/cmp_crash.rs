@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::nf_run;
+use support::nf_run_env;
+
+const OAUTH_OFF: &[(&str, &str)] = &[("NETGPT__OAUTH2__ENABLED", "false")];
 
 /// Prompts received by the test cloud AI function, in order.
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -55,6 +57,9 @@ steps:
 async fn a_killed_cmp_resumes_its_run_without_repeating_completed_steps() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = TestbedConfig::load_default().unwrap();
+    // The crash and resume are under test, with plain HTTP clients (OAuth2 off here and
+    // in the CmP process below).
+    cfg.oauth2.enabled = false;
     cfg.nf.insert(
         "cloud-test".into(),
         NfConfig {
@@ -64,6 +69,7 @@ async fn a_killed_cmp_resumes_its_run_without_repeating_completed_steps() {
             advertise: None,
             tls_cert: None,
             tls_key: None,
+            mtls: false,
         },
     );
     let db = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
@@ -102,7 +108,7 @@ async fn a_killed_cmp_resumes_its_run_without_repeating_completed_steps() {
         .unwrap();
 
     let cmp_db = db("cmp.db");
-    let (child, cmp) = nf_run("cmp", &cmp_db, Some(&nrf_uri));
+    let (child, cmp) = nf_run_env("cmp", &cmp_db, Some(&nrf_uri), OAUTH_OFF);
     let http = reqwest::Client::builder()
         .http2_prior_knowledge()
         .timeout(Duration::from_secs(60))
@@ -142,7 +148,7 @@ async fn a_killed_cmp_resumes_its_run_without_repeating_completed_steps() {
     assert_eq!(before_restart, ["step one", "step two"]);
 
     // A new CmP process on the same database resumes the run.
-    let (mut child, cmp) = nf_run("cmp", &cmp_db, Some(&nrf_uri));
+    let (mut child, cmp) = nf_run_env("cmp", &cmp_db, Some(&nrf_uri), OAUTH_OFF);
     let t = Instant::now();
     let record = loop {
         let v: Value = http

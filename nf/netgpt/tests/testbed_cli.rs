@@ -125,6 +125,69 @@ async fn up_serves_every_nf_and_deregisters_them_on_sigterm() {
         amf_lines[0].contains("REGISTERED") && amf_lines[0].contains(&first.amf),
         "{listing}"
     );
+    // OAuth2 is on: a service operation without a token is refused, `netgpt nf token`
+    // gets one from the NRF that opens it, and the CLI's own commands fetch theirs.
+    let loc = format!(
+        "{}/namf-loc/v1/imsi-001010000000001/provide-loc-info",
+        first.amf
+    );
+    let body = r#"{"req5gsLoc":true}"#;
+    let r = h2
+        .post(&loc)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let out = Command::new(BIN)
+        .args(["nf", "token", "AMF", "namf-loc", "--nrf", &first.nrf])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let r = h2
+        .post(&loc)
+        .header("content-type", "application/json")
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = Command::new(BIN)
+        .args(["ue", "locate", "imsi-001010000000001", "--nrf", &first.nrf])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A token for the NRF's discovery does not open the AMF.
+    let out = Command::new(BIN)
+        .args(["nf", "token", "NRF", "nnrf-disc", "--nrf", &first.nrf])
+        .output()
+        .unwrap();
+    let disc = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let r = h2
+        .post(&loc)
+        .header("content-type", "application/json")
+        .bearer_auth(&disc)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     let first_amf = first.amf.clone();
     terminate(first);
 

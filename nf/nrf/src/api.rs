@@ -88,6 +88,10 @@ pub fn service_docs() -> Vec<(String, utoipa::openapi::OpenApi)> {
     vec![
         (NFM_SERVICE.to_owned(), nfm_routes().split_for_parts().1),
         (DISC_SERVICE.to_owned(), disc_routes().split_for_parts().1),
+        (
+            netgpt_sbi::oauth::TOKEN_SERVICE.to_owned(),
+            crate::oauth::routes().split_for_parts().1,
+        ),
     ]
 }
 

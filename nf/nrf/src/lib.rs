@@ -19,12 +19,14 @@
 
 pub mod api;
 pub mod context;
+pub mod oauth;
 pub mod procedures;
 pub mod store;
 
 use std::sync::Arc;
 
 use netgpt_sbi::nf::{NfContext, NfError, RunningNf};
+use netgpt_sbi::oauth::{AccessControl, TOKEN_SERVICE};
 use netgpt_sbi::NfApp;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +40,8 @@ pub async fn start(ctx: NfContext) -> Result<RunningNf, NfError> {
 }
 
 /// Starts the NRF: migrates its tables in `ctx.db`, starts the heartbeat-expiry task
-/// (stopped with the NF) and serves `nnrf-nfm` and `nnrf-disc` on `ctx.listener`.
+/// (stopped with the NF) and serves `nnrf-nfm`, `nnrf-disc` and the access token service
+/// ([`oauth`]) on `ctx.listener`; with `[oauth2] enabled` its own services require tokens.
 pub async fn start_with(ctx: NfContext, options: NrfOptions) -> Result<RunningNf, NfError> {
     netgpt_sbi::metrics::prometheus();
     let store = SqlNfStore::open(ctx.db.clone())
@@ -52,7 +55,26 @@ pub async fn start_with(ctx: NfContext, options: NrfOptions) -> Result<RunningNf
         tracing::warn!("cannot read NRF registrations for metrics: {e}");
     }
     tokio::spawn(run_heartbeat_expiry(nrf.clone(), ctx.shutdown.clone()));
-    let app = app(&ctx.name, nrf);
+    let key = oauth::signing_key(&ctx.db, &ctx.config.oauth2)
+        .await
+        .map_err(NfError::Other)?;
+    let instance_id = ctx.instance_id.to_string();
+    let issuer = Arc::new(oauth::Issuer::new(
+        key,
+        &instance_id,
+        &ctx.config.oauth2,
+        nrf.clone(),
+    ));
+    let mut app = app(&ctx.name, nrf)
+        .openapi_service(TOKEN_SERVICE, oauth::router(issuer.clone()))
+        .public_service(TOKEN_SERVICE);
+    if ctx.config.oauth2.enabled {
+        // The NRF checks tokens for its own services with its own key.
+        app = app.access_control(
+            AccessControl::new(Arc::new(issuer.verifier()), "NRF", &instance_id)
+                .with_token_url(format!("{}{}", ctx.api_root, netgpt_sbi::oauth::TOKEN_PATH)),
+        );
+    }
     ctx.launch(app).await
 }
 

@@ -60,6 +60,10 @@ pub struct TokenScope<'a> {
 pub trait TokenProvider: Send + Sync + 'static {
     /// A bearer token for `scope`, or `None`.
     fn access_token<'a>(&'a self, scope: TokenScope<'a>) -> TokenFuture<'a>;
+
+    /// The peer answered 401 to the token given for `scope` (expired, or the NRF's key
+    /// changed): forget it, the call asks once more.
+    fn token_rejected(&self, _scope: TokenScope<'_>) {}
 }
 
 /// Errors of an SBI call.
@@ -166,6 +170,9 @@ pub struct ClientConfig {
     pub http2_prior_knowledge: bool,
     /// Extra trusted CA certificates (PEM) for `https://` peers, e.g. the testbed's own CA.
     pub root_certificates_pem: Vec<Vec<u8>>,
+    /// Client certificate chain and private key (PEM, concatenated) presented to
+    /// `https://` peers that ask for one (mutual TLS).
+    pub identity_pem: Option<Vec<u8>>,
 }
 
 impl ClientConfig {
@@ -178,6 +185,7 @@ impl ClientConfig {
             backoff: Duration::from_millis(50),
             http2_prior_knowledge: true,
             root_certificates_pem: Vec::new(),
+            identity_pem: None,
         }
     }
 }
@@ -228,6 +236,12 @@ impl SbiClient {
                 .map_err(|e| ClientError::Request(format!("CA certificate: {}", root_cause(&e))))?;
             b = b.add_root_certificate(cert);
         }
+        if let Some(pem) = &cfg.identity_pem {
+            let id = reqwest::Identity::from_pem(pem).map_err(|e| {
+                ClientError::Request(format!("client certificate: {}", root_cause(&e)))
+            })?;
+            b = b.identity(id);
+        }
         let http = b
             .build()
             .map_err(|e| ClientError::Request(root_cause(&e)))?;
@@ -236,6 +250,14 @@ impl SbiClient {
             cfg: Arc::new(cfg),
             tokens: None,
         })
+    }
+
+    /// The same client (same pool) without an access-token provider.
+    pub fn without_tokens(&self) -> Self {
+        Self {
+            tokens: None,
+            ..self.clone()
+        }
     }
 
     /// Attaches an access-token provider; every call asks it for a token.
@@ -483,16 +505,15 @@ impl SbiRequest {
         let deadline = self.deadline.unwrap_or(cfg.deadline);
         let max_retries = self.max_retries.unwrap_or(cfg.max_retries);
         let idempotent = is_idempotent(&self.method);
-        let token = match &self.client.tokens {
-            Some(p) => {
-                let scope = TokenScope {
-                    service: &service,
-                    target_nf_type: self.target_nf_type.as_deref(),
-                };
-                p.access_token(scope).await?
-            }
+        let scope = TokenScope {
+            service: &service,
+            target_nf_type: self.target_nf_type.as_deref(),
+        };
+        let mut token = match &self.client.tokens {
+            Some(p) => p.access_token(scope).await?,
             None => None,
         };
+        let mut token_renewed = false;
         let mut target = reqwest::Url::parse(&self.url)
             .map_err(|e| ClientError::Request(format!("{}: {e}", self.url)))?;
         if !self.query.is_empty() {
@@ -558,6 +579,15 @@ impl SbiRequest {
                             headers,
                             body,
                         });
+                    }
+                    if status == StatusCode::UNAUTHORIZED && token.is_some() && !token_renewed {
+                        // A 401 was not acted on: resending is safe for every method.
+                        if let Some(p) = &self.client.tokens {
+                            p.token_rejected(scope);
+                            token = p.access_token(scope).await?;
+                            token_renewed = true;
+                            continue;
+                        }
                     }
                     let problem = decode_problem(status, &headers, &body);
                     let retryable = idempotent

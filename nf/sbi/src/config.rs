@@ -100,6 +100,10 @@ pub struct NfConfig {
     /// PEM private key of `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: the server also requires a client certificate issued by `tls_ca`
+    /// (needs `tls_cert`, `tls_key` and the top-level `tls_ca`).
+    #[serde(default)]
+    pub mtls: bool,
 }
 
 impl NfConfig {
@@ -630,6 +634,12 @@ impl TestbedConfig {
                 return Err(ConfigError::key(
                     format!("nf.{name}.{missing}"),
                     "tls_cert and tls_key go together",
+                ));
+            }
+            if nf.mtls && !(nf.tls() && self.tls_ca.is_some()) {
+                return Err(ConfigError::key(
+                    format!("nf.{name}.mtls"),
+                    "mutual TLS needs tls_cert, tls_key and the top-level tls_ca",
                 ));
             }
         }

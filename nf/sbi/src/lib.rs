@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod nf;

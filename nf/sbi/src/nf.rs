@@ -45,9 +45,11 @@ use uuid::Uuid;
 use crate::client::{ClientConfig, ClientError, SbiClient};
 use crate::config::{ConfigError, NfConfig, TestbedConfig};
 use crate::db::{self, Db, DbError};
+use crate::limits::Admission;
 use crate::models::common::PlmnId;
 use crate::models::nnrf::{NfProfile, NfService, NfType};
 use crate::nrf_client::NrfClient;
+use crate::oauth::{self, AccessControl, TokenVerifier};
 use crate::server::{self, NfApp};
 use crate::tls::{TlsConfig, TlsError};
 
@@ -208,8 +210,11 @@ impl NfContext {
             None if addr.ip().is_unspecified() => format!("{scheme}://127.0.0.1:{}", addr.port()),
             None => format!("{scheme}://{addr}"),
         };
-        let tls = match (&nf.tls_cert, &nf.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        let tls = match (&nf.tls_cert, &nf.tls_key, &config.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) if nf.mtls => {
+                Some(TlsConfig::mutual_from_pem_files(cert, key, ca)?)
+            }
+            (Some(cert), Some(key), _) => Some(TlsConfig::from_pem_files(cert, key)?),
             _ => None,
         };
         let mut client_cfg = ClientConfig::new(name);
@@ -220,15 +225,31 @@ impl NfContext {
             })?;
             client_cfg.root_certificates_pem.push(pem);
         }
+        // The NF's own certificate is its client identity towards mTLS peers.
+        if let (Some(cert), Some(key)) = (&nf.tls_cert, &nf.tls_key) {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|e| TlsError::Pem {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            };
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            client_cfg.identity_pem = Some(pem);
+        }
         let client = SbiClient::try_with_config(client_cfg).map_err(|e| TlsError::Pem {
             path: config.tls_ca.clone().unwrap_or_default(),
             reason: e.to_string(),
         })?;
+        let instance_id = stable_instance_id(&config, name, &api_root);
+        // Every call this NF makes carries an access token for the target service.
+        let client = oauth::with_tokens(client, &config, &instance_id.to_string(), &nf.nf_type);
         let nrf = NrfClient::new(client.clone(), config.nrf.uri.clone());
         Ok(Self {
             name: name.to_owned(),
             nf_type: NfType::new(nf.nf_type.clone()),
-            instance_id: stable_instance_id(&config, name, &api_root),
+            instance_id,
             nf,
             config,
             listener,
@@ -287,6 +308,35 @@ impl NfContext {
         }
     }
 
+    /// `app` with what every NF's services pass before their handlers, from the
+    /// configuration: the access-token check (`[oauth2]`, unless the app already has
+    /// one; keys fetched from the NRF), the request bound and per-consumer rate, and the
+    /// body limit (`[limits]`). [`NfContext::launch`] applies it; an NF that builds its
+    /// router itself for [`NfContext::launch_with_profile`] must call it first.
+    pub fn guard(&self, app: NfApp) -> NfApp {
+        let mut app = app
+            .admission(Admission::from_config(&self.config.limits))
+            .body_limit(self.config.limits.max_body_bytes);
+        if self.config.oauth2.enabled && !app.has_access_control() {
+            // Keys are fetched with a client that carries no token (the JWK set is public).
+            let plain = self.client.without_tokens();
+            let verifier = Arc::new(TokenVerifier::remote(plain, &self.config.nrf.uri));
+            app = app.access_control(
+                AccessControl::new(
+                    verifier,
+                    self.nf_type.as_str(),
+                    &self.instance_id.to_string(),
+                )
+                .with_token_url(format!(
+                    "{}{}",
+                    self.config.nrf.uri.trim_end_matches('/'),
+                    oauth::TOKEN_PATH
+                )),
+            );
+        }
+        app
+    }
+
     /// Serves `app` and registers the profile [`NfContext::profile`] builds from the app's
     /// services (not for an NF of type `NRF`), then heartbeats. The app's `/metrics` also
     /// shows unlabelled series named after the NF type (`amf_...`).
@@ -295,7 +345,8 @@ impl NfContext {
         let profile = (self.nf_type != NfType::NRF)
             .then(|| self.profile(&names.iter().map(String::as_str).collect::<Vec<_>>()));
         // The NF's own unlabelled metrics (`amf_...`) show on its /metrics whatever its name.
-        let app = app
+        let app = self
+            .guard(app)
             .metrics_prefix(format!("{}_", self.nf_type.as_str().to_ascii_lowercase()))
             .nf_type(self.nf_type.as_str());
         self.launch_with_profile(app.build(), profile).await

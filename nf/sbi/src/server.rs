@@ -49,7 +49,9 @@ use utoipa::openapi::path::PathItem;
 use utoipa::openapi::{Info, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::limits::Admission;
 use crate::metrics;
+use crate::oauth::{AccessControl, AccessTokenClaims};
 use crate::problem::ProblemDetails;
 
 /// Default maximum request body (bytes); larger bodies get 413 ProblemDetails.
@@ -125,6 +127,18 @@ pub struct NfApp {
     version: String,
     metric_prefixes: Vec<String>,
     nf_type: Option<String>,
+    access: Option<AccessControl>,
+    public: Vec<String>,
+    admission: Option<Admission>,
+}
+
+/// What every service request passes before its handler: the NF's request bound, the
+/// access token check (services not marked public) and the consumer's rate.
+#[derive(Clone)]
+struct Guard {
+    service: Arc<str>,
+    access: Option<AccessControl>,
+    admission: Option<Admission>,
 }
 
 #[derive(Clone)]
@@ -150,7 +164,36 @@ impl NfApp {
             version: "1.0.0".into(),
             metric_prefixes: vec![prefix],
             nf_type: None,
+            access: None,
+            public: Vec::new(),
+            admission: None,
         }
+    }
+
+    /// Requires an OAuth2 access token on every service operation (except services marked
+    /// [`NfApp::public_service`]): audience this NF, scope the service. Handlers find the
+    /// token's claims as a request extension ([`AccessTokenClaims`]).
+    pub fn access_control(mut self, access: AccessControl) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// Whether [`NfApp::access_control`] was set.
+    pub fn has_access_control(&self) -> bool {
+        self.access.is_some()
+    }
+
+    /// Marks a service as open without a token (the NRF's token endpoint).
+    pub fn public_service(mut self, name: impl Into<String>) -> Self {
+        self.public.push(name.into());
+        self
+    }
+
+    /// Bounds the requests served at once and each consumer's rate (the consumer is the
+    /// token's subject, else the caller's User-Agent).
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.admission = Some(admission);
+        self
     }
 
     /// Sets the NF type (`AMF`) the server spans carry as `nf.type`
@@ -228,7 +271,16 @@ impl NfApp {
             utoipa::openapi::Paths::new(),
         );
         for s in &self.services {
-            merged.merge(s.doc.clone());
+            let mut doc = s.doc.clone();
+            if let Some(url) = self
+                .access
+                .as_ref()
+                .and_then(AccessControl::token_url)
+                .filter(|_| !self.public.contains(&s.name))
+            {
+                crate::oauth::document_security(&mut doc, &s.name, url);
+            }
+            merged.merge(doc);
         }
         merged
     }
@@ -247,10 +299,20 @@ impl NfApp {
                 ops: Arc::new(operation_ids(&s.doc)),
                 body_limit: self.body_limit,
             };
-            // 405 is set per service before the metering layer so it is counted too.
+            let guard = Guard {
+                service: Arc::from(s.name.as_str()),
+                access: self
+                    .access
+                    .clone()
+                    .filter(|_| !self.public.contains(&s.name)),
+                admission: self.admission.clone(),
+            };
+            // 405 is set per service before the metering layer so it is counted too;
+            // the guard runs inside the meter so refusals are counted and traced.
             let svc = s
                 .router
                 .method_not_allowed_fallback(method_not_allowed)
+                .layer(middleware::from_fn_with_state(guard, guard_inbound))
                 .layer(middleware::from_fn_with_state(meter, meter_inbound));
             app = app.merge(svc);
         }
@@ -396,6 +458,39 @@ async fn meter_inbound(State(m): State<Meter>, req: Request, next: Next) -> Resp
         started.elapsed(),
     );
     resp
+}
+
+async fn guard_inbound(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+    let _slot = match g.admission.as_ref().map(Admission::enter) {
+        Some(Err(p)) => return p.into_response(),
+        Some(Ok(permit)) => Some(permit),
+        None => None,
+    };
+    let consumer = match &g.access {
+        Some(access) => match access.check(req.headers(), &g.service).await {
+            Ok(claims) => {
+                let sub = claims.sub.clone();
+                req.extensions_mut().insert::<AccessTokenClaims>(claims);
+                sub
+            }
+            Err(refusal) => {
+                tracing::debug!(service = %g.service, cause = refusal.cause(), "request refused");
+                return refusal.into_response();
+            }
+        },
+        None => req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("anonymous")
+            .to_owned(),
+    };
+    if let Some(a) = &g.admission {
+        if let Err(p) = a.per_consumer.admit(&consumer, "consumer") {
+            return p.into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Serves `app` on `listener` (HTTP/1.1 and h2c prior knowledge) until `shutdown` is cancelled,

@@ -1,6 +1,9 @@
 //! TLS for the SBI server (TS 33.501 asks for TLS on SBI in production): HTTP/2 negotiated
 //! by ALPN `h2`, HTTP/1.1 for clients that offer only `http/1.1`. Certificates and key
 //! come from PEM files (`nf.<name>.tls_cert` / `tls_key` in the testbed configuration).
+//! With `nf.<name>.mtls = true` the server also requires a client certificate issued by
+//! the testbed CA (`tls_ca`): mutual TLS. An NF's SBI client presents the NF's own
+//! certificate and key whenever it has them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,49 +59,59 @@ impl std::fmt::Debug for TlsConfig {
 impl TlsConfig {
     /// Loads a PEM certificate chain (leaf first) and a PEM private key.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let pem = |path: &Path| {
-            std::fs::read(path).map_err(|e| TlsError::Pem {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })
-        };
-        let (cert_pem, key_pem) = (pem(cert)?, pem(key)?);
-        Self::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
-            TlsError::Pem { path, reason } if path.as_os_str() == "cert" => TlsError::Pem {
-                path: cert.to_owned(),
-                reason,
-            },
-            TlsError::Pem { reason, .. } => TlsError::Pem {
-                path: key.to_owned(),
-                reason,
-            },
-            other => other,
-        })
+        let (certs, key) = parse_pair(&read_pem(cert)?, &read_pem(key)?, cert, key)?;
+        Self::build(certs, key, None)
     }
 
     /// Builds the configuration from PEM text.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Pem {
-                path: "cert".into(),
-                reason: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::Pem {
-                path: "cert".into(),
-                reason: "no CERTIFICATE block".into(),
-            });
+        let (certs, key) = parse_pair(cert_pem, key_pem, Path::new("cert"), Path::new("key"))?;
+        Self::build(certs, key, None)
+    }
+
+    /// Like [`TlsConfig::from_pem_files`], and requires every client to present a
+    /// certificate issued by a CA in `client_ca` (mutual TLS).
+    pub fn mutual_from_pem_files(
+        cert: &Path,
+        key: &Path,
+        client_ca: &Path,
+    ) -> Result<Self, TlsError> {
+        let (certs, key) = parse_pair(&read_pem(cert)?, &read_pem(key)?, cert, key)?;
+        let bad_ca = |reason: String| TlsError::Pem {
+            path: client_ca.to_owned(),
+            reason,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&read_pem(client_ca)?) {
+            roots
+                .add(c.map_err(|e| bad_ca(e.to_string()))?)
+                .map_err(|e| bad_ca(e.to_string()))?;
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
-            path: "key".into(),
-            reason: e.to_string(),
-        })?;
+        if roots.is_empty() {
+            return Err(bad_ca("no CERTIFICATE block".into()));
+        }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+        Self::build(certs, key, Some(verifier))
+    }
+
+    fn build(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match client_verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut server = builder
             .with_single_cert(certs, key)
             .map_err(|e| TlsError::Config(e.to_string()))?;
         server.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
@@ -111,6 +124,39 @@ impl TlsConfig {
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.server.clone()
     }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The certificate chain and key of PEM text, errors naming `cert_path` or `key_path`.
+fn parse_pair(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: cert_path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: cert_path.to_owned(),
+            reason: "no CERTIFICATE block".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
+        path: key_path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok((certs, key))
 }
 
 /// Serves `app` over TLS on `listener` (HTTP/2 by ALPN `h2`, else HTTP/1.1) until

@@ -557,6 +557,8 @@ async fn start_tiny_nrf() -> (String, Arc<TinyNrf>) {
 async fn nf_registers_heartbeats_reregisters_and_deregisters_on_stop() {
     let (nrf_uri, nrf) = start_tiny_nrf().await;
     let mut cfg = TestbedConfig::load_default().unwrap();
+    // The tiny NRF here issues no access tokens (tests/e2e/security.rs covers OAuth2).
+    cfg.oauth2.enabled = false;
     cfg.nrf.uri = nrf_uri.clone();
     cfg.nrf.heartbeat_timer = 1;
     let db = db::connect("sqlite::memory:").await.unwrap();
@@ -800,6 +802,8 @@ async fn tls_server_negotiates_h2_by_alpn_and_falls_back_to_http1() {
 #[tokio::test]
 async fn nf_configured_with_tls_serves_https_and_its_client_trusts_the_testbed_ca() {
     let mut cfg = TestbedConfig::load_default().unwrap();
+    // Transport only: no NRF runs here to issue access tokens.
+    cfg.oauth2.enabled = false;
     let amf = cfg.nf.get_mut("amf").unwrap();
     amf.tls_cert = Some(tls_dir().join("localhost.crt"));
     amf.tls_key = Some(tls_dir().join("localhost.key"));

@@ -92,6 +92,9 @@ async fn start_cloud(
     let mut cfg = config.clone();
     cfg.cloudai.max_batch = max_batch;
     cfg.cloudai.max_queue = 1024;
+    // One NF on its own, without an NRF to issue tokens: the bench measures the engine.
+    cfg.oauth2.enabled = false;
+    cfg.limits.nf_rate_per_s = 0.0;
     let nf = cfg
         .nf
         .get("cloudai")

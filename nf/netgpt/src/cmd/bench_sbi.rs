@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -39,6 +40,8 @@ pub struct Target {
     pub method: Method,
     pub path: String,
     pub body: Option<Bytes>,
+    /// `Authorization` header value (an OAuth2 bearer token), when the target needs one.
+    pub authorization: Option<String>,
 }
 
 /// Figures of one load run.
@@ -108,6 +111,9 @@ fn build_request(t: &Target) -> Request<Full<Bytes>> {
         .uri(format!("http://{}{}", t.addr, t.path));
     if t.body.is_some() {
         b = b.header("content-type", "application/json");
+    }
+    if let Some(a) = &t.authorization {
+        b = b.header("authorization", a);
     }
     b.body(Full::new(t.body.clone().unwrap_or_default()))
         .expect("valid request")
@@ -197,6 +203,7 @@ pub async fn bench_targets(targets: &[Target], args: &BenchSbiArgs) -> anyhow::R
         method: Method::GET,
         path: "/echo".into(),
         body: None,
+        authorization: None,
     };
     let duration = Duration::from_secs_f64(args.seconds);
     println!(
@@ -260,6 +267,9 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
     }
     // `bring_up` points the other NFs at wherever the testbed's own NRF really listens.
     config.nrf.uri = "http://127.0.0.1:0".into();
+    // One consumer drives thousands of requests a second: the per-consumer rate limit
+    // would measure itself (`netgpt bench load` measures shedding).
+    config.limits.nf_rate_per_s = 0.0;
     let bed = super::testbed::bring_up(config.clone()).await?;
     let addr_of = |t: &str| {
         bed.nfs
@@ -270,8 +280,15 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
     let nrf = addr_of("NRF").context("the testbed started no NRF")?;
     let amf = addr_of("AMF").context("the testbed started no AMF")?;
 
+    let mut bed_config = config.clone();
+    bed_config.nrf.uri = format!("http://{nrf}");
+    let bed_config = Arc::new(bed_config);
+
     // Twenty extra AMF-like profiles in two localities, so discovery filters and sorts.
     let client = reqwest::Client::builder().http2_prior_knowledge().build()?;
+    let nfm = netgpt_sbi::oauth::request_token(&bed_config, "bench-sbi", "NRF", "nnrf-nfm")
+        .await
+        .map_err(|e| anyhow::anyhow!("access token for nnrf-nfm: {e}"))?;
     for i in 0..20u32 {
         let id = format!("00000000-0000-4000-8000-{i:012}");
         let profile = serde_json::json!({
@@ -279,11 +296,11 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
             "locality": if i % 2 == 0 { "core" } else { "edge-london" },
             "ipv4Addresses": [format!("127.0.1.{}", i + 1)],
         });
-        let r = client
-            .put(format!("http://{nrf}/nnrf-nfm/v1/nf-instances/{id}"))
-            .json(&profile)
-            .send()
-            .await?;
+        let mut rb = client.put(format!("http://{nrf}/nnrf-nfm/v1/nf-instances/{id}"));
+        if !nfm.is_empty() {
+            rb = rb.bearer_auth(&nfm);
+        }
+        let r = rb.json(&profile).send().await?;
         anyhow::ensure!(
             r.status().is_success(),
             "registering bench profile {i}: {}",
@@ -295,6 +312,17 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
         .first()
         .map(|u| u.supi.clone())
         .context("the default config has no UE")?;
+    // With `[oauth2]` on (the default) every request carries a token, checked (ES256
+    // signature, audience, scope) by the NF on every call: part of what is measured.
+    let bearer = |target: &'static str, service: &'static str| {
+        let config = bed_config.clone();
+        async move {
+            let t = netgpt_sbi::oauth::request_token(&config, "bench-sbi", target, service)
+                .await
+                .map_err(|e| anyhow::anyhow!("access token for {service}: {e}"))?;
+            anyhow::Ok((!t.is_empty()).then(|| format!("Bearer {t}")))
+        }
+    };
     let targets = vec![
         Target {
             name: "NFDiscover (nnrf-disc)".into(),
@@ -302,6 +330,7 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
             method: Method::GET,
             path: "/nnrf-disc/v1/nf-instances?target-nf-type=AMF&requester-nf-type=SMF&preferred-locality=edge-london&limit=5".into(),
             body: None,
+            authorization: bearer("NRF", "nnrf-disc").await?,
         },
         Target {
             name: "ProvideLocationInfo (namf-loc)".into(),
@@ -309,6 +338,7 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
             method: Method::POST,
             path: format!("/namf-loc/v1/{supi}/provide-loc-info"),
             body: Some(Bytes::from_static(br#"{"req5gsLoc":true,"reqCurrentLoc":true,"reqRatType":true}"#)),
+            authorization: bearer("AMF", "namf-loc").await?,
         },
     ];
     let result = bench_targets(&targets, &args).await;

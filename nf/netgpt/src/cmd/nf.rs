@@ -4,6 +4,8 @@
 //!   (the unit of docker-compose and Kubernetes deployments) until Ctrl-C / SIGTERM, then
 //!   deregisters and stops gracefully.
 //! - `netgpt nf list [--nrf URI]`: the NF instances registered in the NRF.
+//! - `netgpt nf token <TARGET_NF_TYPE> <SERVICE>...`: an access token from the NRF, for
+//!   calling a service by hand.
 //! - `netgpt nf openapi [--write]`: checks (or rewrites) `sbi-specs/<service>.yaml` against
 //!   the documents the code generates.
 //!
@@ -18,7 +20,7 @@ use netgpt_sbi::config::TestbedConfig;
 use netgpt_sbi::db::Db;
 use netgpt_sbi::models::nnrf::NfProfile;
 use netgpt_sbi::nf::{bind, nf_config, NfContext, RunningNf};
-use netgpt_sbi::{NrfClient, SbiClient};
+use netgpt_sbi::NrfClient;
 
 /// `netgpt nf ...`
 #[derive(Subcommand)]
@@ -51,6 +53,22 @@ pub enum NfCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Prints an OAuth2 access token from the NRF for calling an NF's service by hand
+    /// (`curl -H "authorization: Bearer $(netgpt nf token AMF namf-loc)"`), as consumer
+    /// `netgpt-cli` (type AF) with the configured client secret.
+    Token {
+        /// Target NF type (`AMF`, `EDGEAI`, `CLOUDAI`, `CMP`, `NRF`).
+        target_nf_type: String,
+        /// Service names, space-separated or repeated (`namf-loc`, `nedgeai-prompt`).
+        #[arg(required = true, num_args = 1..)]
+        scope: Vec<String>,
+        /// NRF API root (default: the configuration's `nrf.uri`).
+        #[arg(long)]
+        nrf: Option<String>,
+        /// Testbed configuration (default: the embedded one).
+        #[arg(long, short, env = "NETGPT_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Check that `sbi-specs/<service>.yaml` match the code (exit 1 on drift), or rewrite them.
     Openapi {
         /// Write the documents instead of checking them.
@@ -69,6 +87,12 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
         NfCmd::Run { name, config } => run_one(&name, config).await,
         NfCmd::List { nrf, config, json } => list(nrf, config, json).await,
         NfCmd::Openapi { write, dir } => openapi(write, &dir),
+        NfCmd::Token {
+            target_nf_type,
+            scope,
+            nrf,
+            config,
+        } => token(&target_nf_type, &scope.join(" "), nrf, config).await,
     }
 }
 
@@ -200,17 +224,40 @@ fn address_of(p: &NfProfile) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
+async fn token(
+    target: &str,
+    scope: &str,
+    nrf: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = load_config(config.as_deref())?;
+    if let Some(uri) = nrf {
+        config.nrf.uri = uri;
+    }
+    anyhow::ensure!(
+        config.oauth2.enabled,
+        "config: key 'oauth2.enabled' is false: the NFs take no tokens"
+    );
+    let token = netgpt_sbi::oauth::request_token(&config, "netgpt-cli", target, scope)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("access token request at {}", config.nrf.uri))?;
+    println!("{token}");
+    Ok(())
+}
+
 async fn list(nrf: Option<String>, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let config = load_config(config.as_deref())?;
     let nrf_uri = nrf.unwrap_or_else(|| config.nrf.uri.clone());
-    // An https NRF with the testbed's own CA (`tls_ca`) is trusted like the NFs trust it.
-    let mut client_cfg = netgpt_sbi::client::ClientConfig::new("netgpt-cli");
-    if let Some(ca) = &config.tls_ca {
-        let pem = std::fs::read(ca)
-            .with_context(|| format!("config: key 'tls_ca': cannot read {}", ca.display()))?;
-        client_cfg.root_certificates_pem.push(pem);
-    }
-    let client = NrfClient::new(SbiClient::try_with_config(client_cfg)?, nrf_uri.clone());
+    // An https NRF with the testbed's own CA (`tls_ca`) is trusted like the NFs trust it;
+    // access tokens come from that NRF.
+    let mut config = config;
+    config.nrf.uri = nrf_uri.clone();
+    let client = NrfClient::new(
+        netgpt_sbi::oauth::consumer_client(&config, "netgpt-cli")
+            .with_context(|| "config: key 'tls_ca'".to_owned())?,
+        nrf_uri.clone(),
+    );
     let ids = client
         .list_instances(None)
         .await

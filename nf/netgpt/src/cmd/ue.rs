@@ -444,7 +444,11 @@ struct Amf {
 
 impl Amf {
     async fn find(t: &Target) -> anyhow::Result<Self> {
-        let client = SbiClient::new("netgpt-cli");
+        // Access tokens come from the same NRF (the embedded `[oauth2]` settings, with
+        // NETGPT__OAUTH2__* overrides).
+        let mut cfg = netgpt_sbi::config::TestbedConfig::load_default()?;
+        cfg.nrf.uri = t.nrf.clone();
+        let client = netgpt_sbi::oauth::consumer_client(&cfg, "netgpt-cli")?;
         let root = match &t.amf {
             Some(root) => root.trim_end_matches('/').to_owned(),
             None => {

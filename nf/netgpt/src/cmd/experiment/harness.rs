@@ -177,7 +177,14 @@ impl Harness {
             nf.advertise = None;
             nf.tls_cert = None;
             nf.tls_key = None;
+            nf.mtls = false;
         }
+        // The frameworks' own traffic only: no access tokens (the issue of OAuth2 and its
+        // checks are the same for every framework), and a hundred prompts from a few UEs at
+        // once are the experiment, not an overload to shed.
+        config.oauth2.enabled = false;
+        config.limits.ue_rate_per_s = 0.0;
+        config.limits.nf_rate_per_s = 0.0;
         // Synergy's own mechanisms (dedup, single flight, cache) only: no directory answers,
         // so every framework's answers come from the same cloud model.
         config.edgeai.edge_answer = EdgeAnswerMode::Cache;
