@@ -372,7 +372,8 @@ fn admit(
     tag = "OpenAI-compatible",
     request_body = ChatCompletionRequest,
     responses(
-        (status = 200, description = "The completion, or with `stream` an event stream of `chat.completion.chunk` objects ending with `data: [DONE]`", body = ChatCompletion),
+        (status = 200, description = "The completion, or with `stream` an event stream of `chat.completion.chunk` objects ending with `data: [DONE]`",
+            content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "Invalid request", body = OaErrorBody),
         (status = 404, description = "Unknown model or adapter (code model_not_found)", body = OaErrorBody),
         (status = 413, description = "Body too large", body = OaErrorBody),
