@@ -662,6 +662,9 @@ pub fn step_edges(spec: &WorkflowSpec) -> Vec<(usize, usize)> {
     edges
 }
 
+/// The largest run budget a workflow may set: 30 days, in milliseconds.
+pub const MAX_BUDGET_MS: u64 = 30 * 86_400_000;
+
 /// Checks a workflow: ids, operations, references, conditions, numbers and cycles.
 /// Every problem found is reported, each naming its step and field.
 pub fn validate(spec: &WorkflowSpec, ops: &dyn OperationCatalog) -> Result<(), SpecErrors> {
@@ -685,6 +688,15 @@ pub fn validate(spec: &WorkflowSpec, ops: &dyn OperationCatalog) -> Result<(), S
     }
     if spec.budget_ms == Some(0) {
         err(None, "budgetMs".into(), "must be positive".into());
+    }
+    // The engine adds the budget to the current instant: beyond any sensible run, and
+    // where `Instant` counts nanoseconds in a u64 (macOS) u64::MAX ms overflows it (a panic).
+    if spec.budget_ms.is_some_and(|b| b > MAX_BUDGET_MS) {
+        err(
+            None,
+            "budgetMs".into(),
+            format!("must be at most {MAX_BUDGET_MS} (30 days)"),
+        );
     }
     let mut first: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, s) in spec.steps.iter().enumerate() {
