@@ -64,9 +64,12 @@ pub struct BenchLoadArgs {
     /// Client deadline of every request, seconds (a request not answered by then is a timeout).
     #[arg(long, default_value_t = 10.0)]
     pub deadline: f64,
-    /// Scenarios to run (comma-separated): nrf-disc, amf-loc, nrf-token, ue-prompts, ue-flood,
-    /// overload-cloud.
-    #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.iter().map(|s| s.to_string()))]
+    /// Scenarios to run (comma-separated; the cloud model is needed by the last three).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "nrf-disc,amf-loc,nrf-token,ue-prompts,ue-flood,overload-cloud"
+    )]
     pub scenarios: Vec<String>,
     /// Extra UEs registered for the UE-facing scenarios (spread over the sites).
     #[arg(long, default_value_t = 256)]
