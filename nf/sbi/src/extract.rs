@@ -72,7 +72,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProblemDetails
                     )
                     .with_invalid_param(param, "missing")
                 } else {
-                    let param = if path == "." { "body".to_owned() } else { path };
+                    // An unknown member named "" has the path "": name the body instead.
+                    let param = if path == "." || path.is_empty() {
+                        "body".to_owned()
+                    } else {
+                        path
+                    };
                     ProblemDetails::bad_request(
                         "MANDATORY_IE_INCORRECT",
                         format!("'{param}': {msg}"),
