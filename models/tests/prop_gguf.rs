@@ -181,9 +181,9 @@ fn to_file(bytes: &[u8]) -> tempfile::NamedTempFile {
 /// A config taken from a file must be usable: the arithmetic every model does on it holds.
 fn check_config(c: &LlamaConfig) {
     assert!(c.num_attention_heads > 0, "{c:?}");
-    assert!(c.hidden_size % c.num_attention_heads == 0, "{c:?}");
+    assert!(c.hidden_size.is_multiple_of(c.num_attention_heads), "{c:?}");
     assert!(
-        c.kv_heads() > 0 && c.num_attention_heads % c.kv_heads() == 0,
+        c.kv_heads() > 0 && c.num_attention_heads.is_multiple_of(c.kv_heads()),
         "{c:?}"
     );
     let _ = c.head_dim();
