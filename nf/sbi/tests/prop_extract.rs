@@ -282,3 +282,52 @@ fn empty_member_name_names_the_body() {
     assert_eq!(p.status, 400);
     assert_eq!(p.invalid_params[0].param, "body", "{p:?}");
 }
+
+proptest! {
+    #![proptest_config(cfg(256))]
+
+    /// The identifier checks the AMF and the config use (SUPI, time zone, NR cell id) agree
+    /// with their TS 29.571 patterns on any string, multi-byte characters included.
+    #[test]
+    fn identifier_checks_match_their_patterns(s in prop_oneof![
+        "\\PC{0,20}",
+        "imsi-[0-9]{0,17}",
+        "imsi-[0-9٠-٩]{3,16}",
+        "[+-][0-9]{2}:[0-9]{2}",
+        "[+-]\\PC{5}",
+        "[0-9a-fA-FgG]{7,10}",
+        "[0-9a-f]{8}\\PC",
+    ]) {
+        use netgpt_sbi::config::{is_imsi_supi, is_time_zone};
+        use netgpt_sbi::models::common::is_nr_cell_id;
+        let supi = s.strip_prefix("imsi-").is_some_and(|d| (5..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+        prop_assert_eq!(is_imsi_supi(&s), supi, "{:?}", s);
+        let b = s.as_bytes();
+        let tz = b.len() == 6
+            && (b[0] == b'+' || b[0] == b'-')
+            && b[3] == b':'
+            && b[1..3].iter().chain(&b[4..6]).all(u8::is_ascii_digit)
+            && (b[1] - b'0') * 10 + (b[2] - b'0') <= 14
+            && (b[4] - b'0') * 10 + (b[5] - b'0') < 60;
+        prop_assert_eq!(is_time_zone(&s), tz, "{:?}", s);
+        let cell = s.len() == 9 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        prop_assert_eq!(is_nr_cell_id(&s), cell, "{:?}", s);
+    }
+
+    /// NCGI / user location bodies: any JSON parses or is a 400 naming a field.
+    #[test]
+    fn ncgi_and_location_bodies(plmn in prop_oneof![Just(r#"{"mcc":"001","mnc":"01"}"#.to_string()), "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()), Just("null".to_string()), Just("[]".to_string())],
+                                cell in prop_oneof!["[0-9a-f]{9}".prop_map(|s| format!("\"{s}\"")), Just("123".to_string()), Just("null".to_string()), "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap())]) {
+        use netgpt_sbi::models::common::{Ncgi, UserLocation};
+        let ncgi = format!(r#"{{"plmnId":{plmn},"nrCellId":{cell}}}"#);
+        if let Err(p) = parse_json::<Ncgi>(ncgi.as_bytes()) {
+            prop_assert_eq!(p.status, 400);
+            prop_assert!(p.invalid_params.iter().all(|i| !i.param.is_empty()));
+        }
+        let loc = format!(r#"{{"nrLocation":{{"tai":{{"plmnId":{plmn},"tac":"000001"}},"ncgi":{ncgi}}}}}"#);
+        if let Err(p) = parse_json::<UserLocation>(loc.as_bytes()) {
+            prop_assert_eq!(p.status, 400);
+            prop_assert!(p.invalid_params.iter().all(|i| !i.param.is_empty()));
+        }
+    }
+}
