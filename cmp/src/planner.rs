@@ -211,24 +211,48 @@ async fn serving_site(
         ));
     }
     let q = DiscoveryQuery::new("AMF", REQUESTER_NF_TYPE).service("namf-comm");
-    let root = nrf
-        .api_root_of(&q, "namf-comm")
+    let roots = nrf
+        .api_roots_of(&q, "namf-comm")
         .await
         .map_err(|e| unavailable("AMF discovery", &e))?;
-    let ue: UeContext = client
-        .get(format!("{root}/namf-comm/v1/ue-contexts/{supi}"))
-        .service("namf-comm")
-        .operation("ue_context_retrieve")
-        .target_nf_type("AMF")
-        .send_json()
-        .await
-        .map_err(|e| match e.status().map(|s| s.as_u16()) {
-            Some(404) => ProblemDetails::invalid_param(
-                "input.supi",
-                format!("UE '{supi}' is not registered in the AMF"),
-            ),
-            _ => unavailable("AMF", &e),
-        })?;
+    // Fail over: an AMF that cannot be reached (killed, its registration not yet expired)
+    // gives way to the next one the NRF listed.
+    let mut ue = None;
+    let mut unreachable = None;
+    for root in roots {
+        let answer = client
+            .get(format!("{root}/namf-comm/v1/ue-contexts/{supi}"))
+            .service("namf-comm")
+            .operation("ue_context_retrieve")
+            .target_nf_type("AMF")
+            .send_json::<UeContext>()
+            .await;
+        match answer {
+            Ok(u) => {
+                ue = Some(u);
+                break;
+            }
+            Err(e) if e.status().is_none() => {
+                nrf.invalidate();
+                unreachable = Some(e);
+            }
+            Err(e) => {
+                return Err(match e.status().map(|s| s.as_u16()) {
+                    Some(404) => ProblemDetails::invalid_param(
+                        "input.supi",
+                        format!("UE '{supi}' is not registered in the AMF"),
+                    ),
+                    _ => unavailable("AMF", &e),
+                })
+            }
+        }
+    }
+    let Some(ue) = ue else {
+        return Err(match unreachable {
+            Some(e) => unavailable("AMF", &e),
+            None => unavailable("AMF", &"no AMF answered"),
+        });
+    };
     ue.serving_cell.map(|c| c.site).ok_or_else(|| {
         unavailable(
             "AMF",

@@ -717,23 +717,49 @@ fn decode_problem(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Probl
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(crate::extract::is_json_content_type);
+    // `Retry-After` travels in a header; keep it with the problem (429/503 shedding).
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     if is_json {
         if let Ok(mut p) = serde_json::from_slice::<ProblemDetails>(body) {
             if p.status == 0 {
                 p.status = status.as_u16();
             }
+            p.retry_after = p.retry_after.or(retry_after);
             return p;
         }
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
     let mut p = ProblemDetails::new(status, "UNSPECIFIED", text);
     p.cause = None;
+    p.retry_after = retry_after;
     p
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_keeps_its_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        let p = decode_problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            br#"{"status":429,"cause":"NF_CONGESTION_RISK"}"#,
+        );
+        assert_eq!((p.status, p.retry_after), (429, Some(3)));
+        h.remove(CONTENT_TYPE);
+        let p = decode_problem(StatusCode::SERVICE_UNAVAILABLE, &h, b"busy");
+        assert_eq!(p.retry_after, Some(3));
+    }
 
     #[test]
     fn service_is_the_first_path_segment() {

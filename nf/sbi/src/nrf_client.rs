@@ -200,23 +200,38 @@ impl NrfClient {
     }
 
     /// NFDiscover, answered from the cache while the last answer's `validityPeriod` lasts.
+    /// When the NRF cannot be reached, the last answer is used even if it has expired
+    /// (the peers found before keep being served while the NRF is down).
     pub async fn discover(&self, query: &DiscoveryQuery) -> Result<SearchResult, ClientError> {
         if let Some(hit) = self.cached(query) {
             return Ok(hit);
         }
-        self.discover_fresh(query).await
+        match self.discover_fresh(query).await {
+            Err(e) if e.status().is_none() => {
+                let stale = self
+                    .cache
+                    .lock()
+                    .expect("discovery cache")
+                    .get(query)
+                    .map(|(_, r)| r.clone());
+                match stale {
+                    Some(r) => {
+                        tracing::warn!(nrf = %self.nrf_uri, "NRF unreachable, using the last discovery answer: {e}");
+                        Ok(r)
+                    }
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// The cached answer to `query`, when still valid.
     pub fn cached(&self, query: &DiscoveryQuery) -> Option<SearchResult> {
-        let mut cache = self.cache.lock().expect("discovery cache");
+        let cache = self.cache.lock().expect("discovery cache");
         match cache.get(query) {
             Some((expires, result)) if Instant::now() < *expires => Some(result.clone()),
-            Some(_) => {
-                cache.remove(query);
-                None
-            }
-            None => None,
+            _ => None,
         }
     }
 
@@ -248,6 +263,28 @@ impl NrfClient {
     /// Forgets every cached discovery answer (e.g. after a producer failed).
     pub fn invalidate(&self) {
         self.cache.lock().expect("discovery cache").clear();
+    }
+
+    /// The API roots of every discovered instance offering `service`, in the NRF's order
+    /// (to fail over from one that does not answer).
+    pub async fn api_roots_of(
+        &self,
+        query: &DiscoveryQuery,
+        service: &str,
+    ) -> Result<Vec<String>, ClientError> {
+        let result = self.discover(query).await?;
+        let roots: Vec<String> = result
+            .nf_instances
+            .iter()
+            .filter_map(|p| p.service(service).and_then(|s| s.api_root()))
+            .collect();
+        if roots.is_empty() {
+            return Err(ClientError::NoProducer {
+                target: query.target_nf_type.clone(),
+                service: service.to_owned(),
+            });
+        }
+        Ok(roots)
     }
 
     /// The API root of the first discovered instance offering `service`
