@@ -155,8 +155,18 @@ async fn operations(root: &str) -> Vec<(String, String, String)> {
         .json()
         .await
         .unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["oAuth2ClientCredentials"];
+    assert!(
+        scheme["flows"]["clientCredentials"]["tokenUrl"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/oauth2/token")),
+        "{root}: {scheme}"
+    );
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
+        if path.starts_with("/oauth2/") {
+            continue; // the token service itself takes no token
+        }
         let concrete: String = path
             .split('/')
             .map(|seg| match seg {
@@ -171,7 +181,14 @@ async fn operations(root: &str) -> Vec<(String, String, String)> {
         let first = path.trim_start_matches('/').split('/').next().unwrap();
         let service = if first == "v1" { "openai" } else { first };
         for method in ["get", "put", "post", "delete", "patch"] {
-            if item.get(method).is_some() {
+            if let Some(op) = item.get(method) {
+                // The document says what the NF enforces: the scope, and 401/403.
+                assert_eq!(
+                    op["security"][0]["oAuth2ClientCredentials"][0], service,
+                    "{method} {path}: {}",
+                    op["security"]
+                );
+                assert!(op["responses"]["401"].is_object() && op["responses"]["403"].is_object());
                 ops.push((method.to_uppercase(), concrete.clone(), service.to_owned()));
             }
         }
@@ -210,7 +227,13 @@ async fn every_service_operation_of_every_nf_requires_the_right_token() {
     let logs = log_buffer();
     let tb = start().await;
     let mut checked = 0;
-    for (nf_type, (root, _)) in &tb.nfs {
+    let mut targets: Vec<(String, String)> = tb
+        .nfs
+        .iter()
+        .map(|(t, (root, _))| (t.clone(), root.clone()))
+        .collect();
+    targets.push(("NRF".into(), tb.nrf.base.clone()));
+    for (nf_type, root) in &targets {
         let ops = operations(root).await;
         assert!(!ops.is_empty(), "{nf_type}: no operations documented");
         let services: std::collections::BTreeSet<String> =

@@ -674,9 +674,11 @@ pub const SECURITY_SCHEME: &str = "oAuth2ClientCredentials";
 /// Adds to `doc` the OAuth2 client-credentials scheme with `token_url` and requires the
 /// scope `service` on every operation (what the NF enforces).
 pub fn document_security(doc: &mut utoipa::openapi::OpenApi, service: &str, token_url: &str) {
+    use utoipa::openapi::response::ResponseBuilder;
     use utoipa::openapi::security::{
         ClientCredentials, Flow, OAuth2, Scopes, SecurityRequirement, SecurityScheme,
     };
+    use utoipa::openapi::{Content, Ref};
     let scheme = SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
         ClientCredentials::new(
             token_url,
@@ -698,6 +700,43 @@ pub fn document_security(doc: &mut utoipa::openapi::OpenApi, service: &str, toke
         .flatten()
         {
             op.security = Some(vec![SecurityRequirement::new(SECURITY_SCHEME, [service])]);
+            for (status, what) in [
+                (
+                    "401",
+                    "No, malformed, forged or expired access token (WWW-Authenticate: Bearer)",
+                ),
+                (
+                    "403",
+                    "The access token is for another NF or another service",
+                ),
+            ] {
+                op.responses
+                    .responses
+                    .entry(status.into())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(what)
+                            .content(
+                                crate::problem::PROBLEM_JSON,
+                                Content::new(Some(Ref::from_schema_name("ProblemDetails"))),
+                            )
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+    // The ProblemDetails schema the answers above refer to, where the document lacks it.
+    let components = doc.components.get_or_insert_with(Default::default);
+    if !components.schemas.contains_key("ProblemDetails") {
+        use crate::problem::ProblemDetails;
+        let mut schemas = vec![(
+            "ProblemDetails".to_owned(),
+            <ProblemDetails as utoipa::PartialSchema>::schema(),
+        )];
+        <ProblemDetails as utoipa::ToSchema>::schemas(&mut schemas);
+        for (name, schema) in schemas {
+            components.schemas.entry(name).or_insert(schema);
         }
     }
 }
