@@ -7,6 +7,8 @@
 //! lengths: every reader returns `Err` (or `Ok` with sane values), never panics, never tries
 //! to allocate what the file cannot hold. Valid files round-trip.
 
+mod support;
+
 use std::io::Cursor;
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -25,28 +27,6 @@ fn cfg(cases: u32) -> ProptestConfig {
         failure_persistence: None,
         ..ProptestConfig::default()
     }
-}
-
-/// GPT-2's byte-to-character map (printable stand-ins for every byte).
-fn byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    let mut out = vec![' '; 256];
-    for (b, c) in bs.iter().zip(cs) {
-        out[*b as usize] = char::from_u32(c).unwrap();
-    }
-    out
 }
 
 /// What a tiny model file holds.
@@ -77,7 +57,7 @@ fn small_spec() -> Spec {
 }
 
 fn tokens_of(spec: &Spec) -> (Vec<String>, Vec<String>) {
-    let bc = byte_chars();
+    let bc = support::byte_chars();
     let mut tokens: Vec<String> = bc.iter().map(|c| c.to_string()).collect();
     let mut merges = Vec::new();
     for (a, b) in &spec.merges {

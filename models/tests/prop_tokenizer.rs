@@ -8,6 +8,8 @@
 //! tokens; without the special tokens for the edge one, which drops them. A mutated
 //! `tokenizer.json` is an error, not a panic.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -49,30 +51,11 @@ fn cloud() -> &'static Tokenizer {
     })
 }
 
-/// GPT-2's byte-to-character map (printable stand-ins for every byte).
-fn byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> = (33..=126).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    let mut chars = vec![' '; 256];
-    for (b, c) in bs.iter().zip(cs) {
-        chars[*b as usize] = char::from_u32(c).unwrap();
-    }
-    chars
-}
-
 /// Bytes the tokenizer has no byte token for: byte-level BPE without an unknown token drops
 /// them (SmolLM2's vocabulary lacks a few control bytes, e.g. 0x13; so does its
 /// `tokenizer.json`, the behaviour is the reference one).
 fn missing_bytes(t: &Tokenizer) -> Vec<u8> {
-    let chars = byte_chars();
+    let chars = support::byte_chars();
     (0..=255u8)
         .filter(|&b| t.token_to_id(&chars[b as usize].to_string()).is_none())
         .collect()
@@ -98,7 +81,7 @@ fn expected_round_trip(s: &str, missing: &[u8]) -> Option<String> {
 
 fn tiny_gguf_tokenizer() -> Tokenizer {
     use candle_core::quantized::gguf_file::{self, Value};
-    let chars = byte_chars();
+    let chars = support::byte_chars();
     let mut tokens: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
     let mut merges = Vec::new();
     for (a, b) in [(b'h', b'e'), (b'l', b'l'), (b' ', b't'), (b'i', b'n')] {

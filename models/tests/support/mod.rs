@@ -84,3 +84,23 @@ pub fn tiny_llama_weights(
     }
     ts
 }
+
+/// GPT-2's byte-to-character map (printable stand-ins for every byte), for building
+/// byte-level BPE vocabularies in tests.
+pub fn byte_chars() -> Vec<char> {
+    let mut bs: Vec<u32> = (33..=126).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut chars = vec![' '; 256];
+    for (b, c) in bs.iter().zip(cs) {
+        chars[*b as usize] = char::from_u32(c).unwrap();
+    }
+    chars
+}
