@@ -405,7 +405,15 @@ enum KeySource {
 /// Checks signature and expiry of access tokens against the NRF's keys.
 pub struct TokenVerifier {
     keys: KeySource,
+    /// Tokens whose signature verified, by the whole token text: a consumer sends the same
+    /// token for up to its lifetime, and an ES256 verification costs far more than the
+    /// request it guards. Bounded; expiry is still checked on every use.
+    verified: Mutex<HashMap<String, Arc<AccessTokenClaims>>>,
 }
+
+/// Verified tokens remembered at most (the map is emptied of expired ones, or cleared,
+/// when full).
+const VERIFIED_CACHE: usize = 8192;
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -422,6 +430,7 @@ impl TokenVerifier {
         }
         Ok(Self {
             keys: KeySource::Local(map),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -429,6 +438,7 @@ impl TokenVerifier {
     /// a token names an unknown `kid` (at most every 2 s).
     pub fn remote(client: SbiClient, nrf_uri: &str) -> Self {
         Self {
+            verified: Mutex::new(HashMap::new()),
             keys: KeySource::Remote {
                 client,
                 url: format!("{}{JWKS_PATH}", nrf_uri.trim_end_matches('/')),
@@ -487,10 +497,35 @@ impl TokenVerifier {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &key)
             .verify(t.signing_input.as_bytes(), &t.signature)
             .map_err(|_| TokenError::BadSignature)?;
-        if t.claims.exp <= now_s() {
+        let now = now_s();
+        if t.claims.exp <= now {
             return Err(TokenError::Expired);
         }
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE {
+                cache.retain(|_, c| c.exp > now);
+                if cache.len() >= VERIFIED_CACHE {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.to_owned(), Arc::new(t.claims.clone()));
+        }
         Ok(t.claims)
+    }
+
+    /// [`TokenVerifier::verify`], answered from the tokens already verified when `token`
+    /// is one of them (the same text, byte for byte) and has not expired.
+    pub async fn verify_cached(&self, token: &str) -> Result<AccessTokenClaims, TokenError> {
+        let hit = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|c| c.get(token).cloned());
+        match hit {
+            Some(c) if c.exp > now_s() => Ok((*c).clone()),
+            Some(_) => Err(TokenError::Expired),
+            None => self.verify(token).await,
+        }
     }
 }
 
@@ -628,7 +663,7 @@ impl AccessControl {
                     Some("invalid_request"),
                 )
             })?;
-        let claims = match self.verifier.verify(token).await {
+        let claims = match self.verifier.verify_cached(token).await {
             Ok(c) => c,
             Err(e @ TokenError::Keys(_)) => {
                 return Err(Refusal {
@@ -1220,6 +1255,39 @@ mod tests {
             ac.check(&h, "namf-loc").await.unwrap_err().status(),
             StatusCode::UNAUTHORIZED
         );
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_but_still_expires_and_forgeries_are_not() {
+        let key = SigningKey::generate().unwrap();
+        let v = verifier(&key);
+        let good = key
+            .sign(&claims(
+                Audience::NfType("AMF".into()),
+                "namf-loc",
+                now_s() + 60,
+            ))
+            .unwrap();
+        assert!(v.verify_cached(&good).await.is_ok());
+        assert_eq!(v.verified.lock().unwrap().len(), 1);
+        assert!(v.verify_cached(&good).await.is_ok());
+        // A token differing in one signature character is not a cache hit.
+        let mut forged = good.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(v.verify_cached(&forged).await.is_err());
+        // An entry past its expiry is refused even though it once verified.
+        let short = claims(Audience::NfType("AMF".into()), "namf-loc", now_s() + 60);
+        let t = key.sign(&short).unwrap();
+        v.verify_cached(&t).await.unwrap();
+        v.verified.lock().unwrap().insert(
+            t.clone(),
+            Arc::new(AccessTokenClaims {
+                exp: now_s() - 1,
+                ..short
+            }),
+        );
+        assert_eq!(v.verify_cached(&t).await, Err(TokenError::Expired));
     }
 
     #[test]
