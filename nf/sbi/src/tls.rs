@@ -184,6 +184,9 @@ pub async fn serve_tls(
                 }
             },
         };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, "TCP_NODELAY: {e}");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
         let builder = builder.clone();
