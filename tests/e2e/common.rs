@@ -348,12 +348,7 @@ impl TokenClient {
         url: impl Into<String>,
     ) -> reqwest::RequestBuilder {
         let url = url.into();
-        let service = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').nth(1))
-            .unwrap_or_default()
-            .to_owned();
+        let service = netgpt_sbi::client::service_of_url(&url);
         let rb = self.http.request(method, &url);
         let Some(nf_type) = netgpt_sbi::oauth::nf_type_of_service(&service) else {
             return rb;

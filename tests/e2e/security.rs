@@ -309,7 +309,7 @@ async fn every_service_operation_of_every_nf_requires_the_right_token() {
 
 async fn token_request(nrf: &str, basic: Option<(&str, &str)>, form: &str) -> (u16, Value) {
     let mut rb = h2_client()
-        .post(format!("{nrf}{}", oauth::TOKEN_PATH))
+        .post(oauth::token_url(nrf))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form.to_owned());
     if let Some((id, secret)) = basic {
@@ -408,7 +408,7 @@ async fn the_token_endpoint_refuses_bypasses_and_bad_clients() {
     }
     // A JSON body is not a token request.
     let r = h2_client()
-        .post(format!("{nrf}{}", oauth::TOKEN_PATH))
+        .post(oauth::token_url(&nrf))
         .header("authorization", oauth::basic_auth(&me, &secret))
         .json(&serde_json::json!({"grant_type": "client_credentials"}))
         .send()
@@ -477,7 +477,7 @@ async fn the_nrf_keeps_its_signing_key_across_a_restart() {
     let nrf = start_nrf(fast_nrf_options()).await;
     let jwks = |base: String| async move {
         h2_client()
-            .get(format!("{base}{}", oauth::JWKS_PATH))
+            .get(oauth::jwks_url(&base))
             .send()
             .await
             .unwrap()

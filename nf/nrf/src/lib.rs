@@ -72,7 +72,7 @@ pub async fn start_with(ctx: NfContext, options: NrfOptions) -> Result<RunningNf
         // The NRF checks tokens for its own services with its own key.
         app = app.access_control(
             AccessControl::new(Arc::new(issuer.verifier()), "NRF", &instance_id)
-                .with_token_url(format!("{}{}", ctx.api_root, netgpt_sbi::oauth::TOKEN_PATH)),
+                .with_token_url(netgpt_sbi::oauth::token_url(&ctx.api_root)),
         );
     }
     ctx.launch(app).await

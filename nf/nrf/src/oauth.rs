@@ -378,10 +378,7 @@ async fn issue(
         Some(id) => Audience::Instances(vec![uuid_param(id, "targetNfInstanceId")?.to_string()]),
         None => Audience::NfType(target.clone()),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = netgpt_sbi::oauth::now_s();
     let scope = services.join(" ");
     let claims = AccessTokenClaims {
         iss: issuer.nrf_instance_id.clone(),

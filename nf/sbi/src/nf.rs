@@ -51,7 +51,7 @@ use crate::models::nnrf::{NfProfile, NfService, NfType};
 use crate::nrf_client::NrfClient;
 use crate::oauth::{self, AccessControl, TokenVerifier};
 use crate::server::{self, NfApp};
-use crate::tls::{TlsConfig, TlsError};
+use crate::tls::{read_pem, TlsConfig, TlsError};
 
 /// How long [`NfContext::launch`] keeps trying to register before giving up.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -148,6 +148,16 @@ pub fn nf_config<'a>(config: &'a TestbedConfig, name: &str) -> Result<&'a NfConf
     })
 }
 
+/// SBI client settings for `name` in the testbed: its User-Agent and metrics label, and
+/// the testbed CA (`tls_ca`) trusted for `https://` peers.
+pub fn client_config(config: &TestbedConfig, name: &str) -> Result<ClientConfig, TlsError> {
+    let mut cfg = ClientConfig::new(name);
+    if let Some(ca) = &config.tls_ca {
+        cfg.root_certificates_pem.push(read_pem(ca)?);
+    }
+    Ok(cfg)
+}
+
 /// Binds `addr`, naming the NF's `listen` key on failure.
 pub async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, NfError> {
     TcpListener::bind(addr)
@@ -217,25 +227,12 @@ impl NfContext {
             (Some(cert), Some(key), _) => Some(TlsConfig::from_pem_files(cert, key)?),
             _ => None,
         };
-        let mut client_cfg = ClientConfig::new(name);
-        if let Some(ca) = &config.tls_ca {
-            let pem = std::fs::read(ca).map_err(|e| TlsError::Pem {
-                path: ca.clone(),
-                reason: e.to_string(),
-            })?;
-            client_cfg.root_certificates_pem.push(pem);
-        }
+        let mut client_cfg = client_config(&config, name)?;
         // The NF's own certificate is its client identity towards mTLS peers.
         if let (Some(cert), Some(key)) = (&nf.tls_cert, &nf.tls_key) {
-            let read = |path: &std::path::PathBuf| {
-                std::fs::read(path).map_err(|e| TlsError::Pem {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })
-            };
-            let mut pem = read(cert)?;
+            let mut pem = read_pem(cert)?;
             pem.push(b'\n');
-            pem.extend(read(key)?);
+            pem.extend(read_pem(key)?);
             client_cfg.identity_pem = Some(pem);
         }
         let client = SbiClient::try_with_config(client_cfg).map_err(|e| TlsError::Pem {
@@ -327,11 +324,7 @@ impl NfContext {
                     self.nf_type.as_str(),
                     &self.instance_id.to_string(),
                 )
-                .with_token_url(format!(
-                    "{}{}",
-                    self.config.nrf.uri.trim_end_matches('/'),
-                    oauth::TOKEN_PATH
-                )),
+                .with_token_url(oauth::token_url(&self.config.nrf.uri)),
             );
         }
         app

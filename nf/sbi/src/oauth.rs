@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::client::{ClientConfig, ClientError, SbiClient, TokenFuture, TokenProvider, TokenScope};
+use crate::client::{ClientError, SbiClient, TokenFuture, TokenProvider, TokenScope};
 use crate::config::TestbedConfig;
 use crate::problem::ProblemDetails;
 
@@ -60,7 +60,18 @@ const RENEW_BEFORE: Duration = Duration::from_secs(60);
 /// Unknown `kid`s trigger at most one JWK-set fetch per this interval.
 const JWKS_REFETCH: Duration = Duration::from_secs(2);
 
-fn now_s() -> u64 {
+/// The NRF's token endpoint under its API root `nrf_uri`.
+pub fn token_url(nrf_uri: &str) -> String {
+    format!("{}{TOKEN_PATH}", nrf_uri.trim_end_matches('/'))
+}
+
+/// The NRF's JWK set under its API root `nrf_uri`.
+pub fn jwks_url(nrf_uri: &str) -> String {
+    format!("{}{JWKS_PATH}", nrf_uri.trim_end_matches('/'))
+}
+
+/// Seconds since the Unix epoch (what `exp` and `iat` count).
+pub fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -441,7 +452,7 @@ impl TokenVerifier {
             verified: Mutex::new(HashMap::new()),
             keys: KeySource::Remote {
                 client,
-                url: format!("{}{JWKS_PATH}", nrf_uri.trim_end_matches('/')),
+                url: jwks_url(nrf_uri),
                 keys: Default::default(),
                 last_fetch: Default::default(),
             },
@@ -805,6 +816,47 @@ pub struct AccessTokenReq {
     pub target_nf_instance_id: Option<String>,
 }
 
+impl AccessTokenReq {
+    /// A client-credentials request of the consumer `nf_instance_id` of type `nf_type` for
+    /// the services `scope` (space-separated) of NF type `target_nf_type`.
+    pub fn client_credentials(
+        nf_instance_id: &str,
+        nf_type: &str,
+        target_nf_type: &str,
+        scope: &str,
+    ) -> Self {
+        Self {
+            grant_type: "client_credentials".into(),
+            nf_instance_id: nf_instance_id.to_owned(),
+            nf_type: Some(nf_type.to_owned()),
+            target_nf_type: Some(target_nf_type.to_owned()),
+            scope: scope.to_owned(),
+            target_nf_instance_id: None,
+        }
+    }
+
+    /// The `application/x-www-form-urlencoded` body (absent fields left out).
+    pub fn to_form(&self) -> String {
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        ser.append_pair("grant_type", &self.grant_type)
+            .append_pair("nfInstanceId", &self.nf_instance_id);
+        let optional = [
+            ("nfType", &self.nf_type),
+            ("targetNfType", &self.target_nf_type),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                ser.append_pair(k, v);
+            }
+        }
+        ser.append_pair("scope", &self.scope);
+        if let Some(v) = &self.target_nf_instance_id {
+            ser.append_pair("targetNfInstanceId", v);
+        }
+        ser.finish()
+    }
+}
+
 /// TS 29.510 `AccessTokenRsp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenRsp {
@@ -894,7 +946,7 @@ impl NrfTokenProvider {
     ) -> Self {
         Self {
             http,
-            token_url: format!("{}{TOKEN_PATH}", nrf_uri.trim_end_matches('/')),
+            token_url: token_url(nrf_uri),
             instance_id: instance_id.to_owned(),
             nf_type: nf_type.to_owned(),
             secret: secret.to_owned(),
@@ -929,15 +981,13 @@ impl NrfTokenProvider {
         if let Some(t) = self.cached(&key) {
             return Ok(t);
         }
-        let req = AccessTokenReq {
-            grant_type: "client_credentials".into(),
-            nf_instance_id: self.instance_id.clone(),
-            nf_type: Some(self.nf_type.clone()),
-            target_nf_type: Some(target_nf_type.to_owned()),
-            scope: scope.to_owned(),
-            target_nf_instance_id: None,
-        };
-        let form = form_urlencoded(&req);
+        let form = AccessTokenReq::client_credentials(
+            &self.instance_id,
+            &self.nf_type,
+            target_nf_type,
+            scope,
+        )
+        .to_form();
         let resp = self
             .http
             .post(self.token_url.clone())
@@ -1000,26 +1050,6 @@ impl TokenProvider for NrfTokenProvider {
     }
 }
 
-/// `application/x-www-form-urlencoded` of a flat serde struct.
-fn form_urlencoded<T: Serialize>(value: &T) -> String {
-    let v = serde_json::to_value(value).unwrap_or_default();
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    if let Some(map) = v.as_object() {
-        for (k, v) in map {
-            match v {
-                serde_json::Value::String(s) => {
-                    ser.append_pair(k, s);
-                }
-                serde_json::Value::Null => {}
-                other => {
-                    ser.append_pair(k, &other.to_string());
-                }
-            }
-        }
-    }
-    ser.finish()
-}
-
 /// The SBI client of a consumer named `name` of type `nf_type` with instance id
 /// `instance_id`: `base` with an [`NrfTokenProvider`] attached when `config.oauth2.enabled`.
 pub fn with_tokens(
@@ -1031,25 +1061,33 @@ pub fn with_tokens(
     if !config.oauth2.enabled {
         return base;
     }
-    let provider = NrfTokenProvider::new(
-        base.without_tokens(),
+    let provider = provider(base.without_tokens(), config, instance_id, nf_type);
+    base.with_token_provider(Arc::new(provider))
+}
+
+/// The token provider of the consumer `instance_id` of type `nf_type`, asking the NRF of
+/// `config` over `http` (a client without a provider).
+fn provider(
+    http: SbiClient,
+    config: &TestbedConfig,
+    instance_id: &str,
+    nf_type: &str,
+) -> NrfTokenProvider {
+    NrfTokenProvider::new(
+        http,
         &config.nrf.uri,
         instance_id,
         nf_type,
         &config.oauth2.client_secret,
-    );
-    base.with_token_provider(Arc::new(provider))
+    )
 }
 
+/// A client without tokens for the tool `name`, trusting the testbed CA.
 #[allow(clippy::result_large_err)] // ClientError carries ProblemDetails by design.
-fn tool_client_config(config: &TestbedConfig, name: &str) -> Result<ClientConfig, ClientError> {
-    let mut cfg = ClientConfig::new(name);
-    if let Some(ca) = &config.tls_ca {
-        let pem = std::fs::read(ca)
-            .map_err(|e| ClientError::Request(format!("tls_ca {}: {e}", ca.display())))?;
-        cfg.root_certificates_pem.push(pem);
-    }
-    Ok(cfg)
+fn tool_client(config: &TestbedConfig, name: &str) -> Result<SbiClient, ClientError> {
+    let cfg = crate::nf::client_config(config, name)
+        .map_err(|e| ClientError::Request(format!("tls_ca: {e}")))?;
+    SbiClient::try_with_config(cfg)
 }
 
 /// An SBI client for a tool or test acting as the NF service consumer `name` (type AF)
@@ -1057,9 +1095,8 @@ fn tool_client_config(config: &TestbedConfig, name: &str) -> Result<ClientConfig
 /// client fetches from the NRF at `config.nrf.uri` (and caches) for the target service.
 #[allow(clippy::result_large_err)] // ClientError carries ProblemDetails by design.
 pub fn consumer_client(config: &TestbedConfig, name: &str) -> Result<SbiClient, ClientError> {
-    let base = SbiClient::try_with_config(tool_client_config(config, name)?)?;
     Ok(with_tokens(
-        base,
+        tool_client(config, name)?,
         config,
         &consumer_instance_id(name).to_string(),
         "AF",
@@ -1080,16 +1117,10 @@ pub async fn request_token(
     if !config.oauth2.enabled {
         return Ok(String::new());
     }
-    let base = SbiClient::try_with_config(tool_client_config(config, requester)?)?;
-    NrfTokenProvider::new(
-        base,
-        &config.nrf.uri,
-        &consumer_instance_id(requester).to_string(),
-        "AF",
-        &config.oauth2.client_secret,
-    )
-    .token(target_nf_type, scope)
-    .await
+    let id = consumer_instance_id(requester).to_string();
+    provider(tool_client(config, requester)?, config, &id, "AF")
+        .token(target_nf_type, scope)
+        .await
 }
 
 #[cfg(test)]
@@ -1314,15 +1345,9 @@ mod tests {
 
     #[test]
     fn token_request_is_form_encoded_with_3gpp_names() {
-        let req = AccessTokenReq {
-            grant_type: "client_credentials".into(),
-            nf_instance_id: "id".into(),
-            nf_type: Some("AMF".into()),
-            target_nf_type: Some("NRF".into()),
-            scope: "nnrf-disc nnrf-nfm".into(),
-            target_nf_instance_id: None,
-        };
-        let f = form_urlencoded(&req);
+        let req = AccessTokenReq::client_credentials("id", "AMF", "NRF", "nnrf-disc nnrf-nfm");
+        let f = req.to_form();
+        assert!(f.contains("nfType=AMF"));
         assert!(f.contains("grant_type=client_credentials"));
         assert!(f.contains("nfInstanceId=id"));
         assert!(f.contains("targetNfType=NRF"));

@@ -126,7 +126,8 @@ impl TlsConfig {
     }
 }
 
-fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+/// The bytes of a PEM file, or an error naming it.
+pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::Pem {
         path: path.to_owned(),
         reason: e.to_string(),
