@@ -68,11 +68,6 @@ fn bench_load_reports_every_scenario_and_the_overload_sheds() {
 
     for s in &ran {
         let name = s["name"].as_str().unwrap();
-        if !s["skipped"].is_null() {
-            // Only the token endpoint may be missing (an older NRF).
-            assert_eq!(name, "nrf-token", "{name} skipped: {}", s["skipped"]);
-            continue;
-        }
         let requests = n(s, "requests");
         assert!(requests > 0, "{name}: no requests");
         let (ok, s429, s503, other, timeouts) = (

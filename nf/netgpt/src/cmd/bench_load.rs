@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,11 +35,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use netgpt_sbi::config::{TestbedConfig, UeConfig};
+use netgpt_sbi::oauth::{consumer_instance_id, token_url, AccessTokenReq};
 use netgpt_sbi::{ClientError, SbiClient};
 use serde::Serialize;
 
 use super::experiment::report;
-use super::testbed::{bring_up, Testbed};
+use super::testbed::{bring_up, on_loopback, Testbed};
 
 /// Every scenario, in the order they run.
 pub const SCENARIOS: &[&str] = &[
@@ -142,8 +142,6 @@ pub struct ScenarioResult {
     pub name: String,
     /// What it drives.
     pub description: String,
-    /// Why it did not run, when it did not.
-    pub skipped: Option<String>,
     /// Closed-loop clients.
     pub clients: usize,
     /// Requests answered or timed out in the window (warm-up excluded).
@@ -211,14 +209,6 @@ fn proc_status_mib(field: &str) -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Nearest-rank percentile of sorted values; 0 when there are none.
-fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// The outcome of an SBI client call.
@@ -402,27 +392,13 @@ where
     r.requests_per_s = r.requests as f64 / r.elapsed_s.max(1e-9);
     ok_ms.sort_by(f64::total_cmp);
     shed_ms.sort_by(f64::total_cmp);
-    r.p50_ms = nearest_rank(&ok_ms, 0.50);
-    r.p90_ms = nearest_rank(&ok_ms, 0.90);
-    r.p99_ms = nearest_rank(&ok_ms, 0.99);
-    r.shed_p99_ms = nearest_rank(&shed_ms, 0.99);
+    r.p50_ms = report::nearest_rank(&ok_ms, 0.50);
+    r.p90_ms = report::nearest_rank(&ok_ms, 0.90);
+    r.p99_ms = report::nearest_rank(&ok_ms, 0.99);
+    r.shed_p99_ms = report::nearest_rank(&shed_ms, 0.99);
     r.peak_rss_mib = proc_status_mib("VmHWM");
     r.rss_growth_mib = proc_status_mib("VmRSS") - rss_before;
     r
-}
-
-/// `config` with every NF on a loopback ephemeral port, cleartext, and its state in `dir`.
-fn on_loopback(mut config: TestbedConfig, dir: &std::path::Path) -> TestbedConfig {
-    config.data_dir = dir.to_owned();
-    config.database.url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
-    for nf in config.nf.values_mut() {
-        nf.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        nf.advertise = None;
-        nf.tls_cert = None;
-        nf.tls_key = None;
-    }
-    config.nrf.uri = "http://127.0.0.1:0".into();
-    config
 }
 
 /// A testbed brought up for the bench, with the configuration its clients use (`nrf.uri`
@@ -591,29 +567,11 @@ async fn warm_ue_caches(client: &SbiClient, plan: &UePlan, deadline: Duration) -
     failed
 }
 
-/// The form body of an AccessTokenRequest (client credentials) for `scope` of `target`.
-fn token_form(instance_id: &str, target: &str, scope: &str) -> String {
-    format!(
-        "grant_type=client_credentials&nfInstanceId={instance_id}&nfType=AF&targetNfType={target}&scope={scope}"
-    )
-}
-
-/// Consumer instance ids of the token scenario's clients (one per client).
-fn bench_instance_id(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{:012x}", 0xb0_0000 + i)
-}
-
 fn print_table(results: &[ScenarioResult]) {
     let f = |v: f64| format!("{v:.1}");
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            if let Some(why) = &r.skipped {
-                let mut row = vec![r.name.clone(), r.clients.to_string()];
-                row.extend(std::iter::repeat_n("-".to_owned(), 12));
-                row[2] = format!("skipped: {why}");
-                return row;
-            }
             vec![
                 r.name.clone(),
                 r.clients.to_string(),
@@ -654,7 +612,7 @@ fn print_table(results: &[ScenarioResult]) {
             &rows,
         )
     );
-    for r in results.iter().filter(|r| r.skipped.is_none()) {
+    for r in results {
         let mut notes = Vec::new();
         let shed = r.status.s429 + r.status.s503;
         if shed > 0 {
@@ -828,55 +786,35 @@ pub async fn run(a: BenchLoadArgs) -> anyhow::Result<()> {
             }
             "nrf-token" => {
                 let b = main.as_ref().context("testbed")?;
-                let url = format!("{}/oauth2/token", b.root_of("NRF")?);
+                let url = token_url(&b.root_of("NRF")?);
                 // Each client its own connection and User-Agent (the consumer key of a call
                 // without a token), as separate consumers.
                 let https = b.consumers(n)?;
-                let http = https[0].http().clone();
                 let secret = b.config.oauth2.client_secret.clone();
-                let probe = http
-                    .post(&url)
-                    .basic_auth(bench_instance_id(0), Some(&secret))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(token_form(&bench_instance_id(0), "AMF", "namf-loc"))
-                    .timeout(deadline)
-                    .send()
-                    .await;
-                match probe.as_ref().map(|r| r.status().as_u16()) {
-                    Ok(404) => {
-                        println!("note: nrf-token skipped: the NRF answers 404 at /oauth2/token (no token endpoint in this build)");
-                        ScenarioResult {
-                            name: name.to_string(),
-                            description: "NRF AccessTokenRequest (POST /oauth2/token)".into(),
-                            skipped: Some("no token endpoint (404)".into()),
-                            clients: n,
-                            ..Default::default()
-                        }
-                    }
-                    _ => {
-                        drive(
-                            name,
-                            "NRF AccessTokenRequest (POST /oauth2/token, client credentials)",
-                            n,
-                            window,
-                            deadline,
-                            true,
-                            false,
-                            move |c, _| {
-                                let id = bench_instance_id(c);
-                                let req = https[c]
-                                    .http()
-                                    .post(&url)
-                                    .basic_auth(&id, Some(&secret))
-                                    .header("content-type", "application/x-www-form-urlencoded")
-                                    .body(token_form(&id, "AMF", "namf-loc"))
-                                    .timeout(deadline);
-                                async move { outcome_of_raw(req.send().await).await }
-                            },
-                        )
-                        .await
-                    }
-                }
+                drive(
+                    name,
+                    "NRF AccessTokenRequest (POST /oauth2/token, client credentials)",
+                    n,
+                    window,
+                    deadline,
+                    true,
+                    false,
+                    move |c, _| {
+                        let id = consumer_instance_id(&format!("bench-load-{c}")).to_string();
+                        let req = https[c]
+                            .http()
+                            .post(&url)
+                            .basic_auth(&id, Some(&secret))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(
+                                AccessTokenReq::client_credentials(&id, "AF", "AMF", "namf-loc")
+                                    .to_form(),
+                            )
+                            .timeout(deadline);
+                        async move { outcome_of_raw(req.send().await).await }
+                    },
+                )
+                .await
             }
             "ue-prompts" | "ue-flood" => {
                 let b = main.as_ref().context("testbed")?;

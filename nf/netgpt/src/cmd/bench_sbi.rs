@@ -255,18 +255,10 @@ pub async fn run(args: BenchSbiArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.seconds > 0.0, "--seconds: must be positive");
     let dir = tempfile::tempdir()?;
-    let mut config = netgpt_sbi::config::TestbedConfig::load_default()?;
-    config.data_dir = dir.path().to_owned();
-    config.database.url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
+    let mut config = super::testbed::on_loopback(
+        netgpt_sbi::config::TestbedConfig::load_default()?,
+        dir.path(),
     );
-    for nf in config.nf.values_mut() {
-        nf.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        nf.advertise = None;
-    }
-    // `bring_up` points the other NFs at wherever the testbed's own NRF really listens.
-    config.nrf.uri = "http://127.0.0.1:0".into();
     // One consumer drives thousands of requests a second: the per-consumer rate limit
     // would measure itself (`netgpt bench load` measures shedding).
     config.limits.nf_rate_per_s = 0.0;

@@ -34,6 +34,22 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
+/// `config` with every NF on a loopback ephemeral port, cleartext, and its state (a SQLite
+/// file) in `dir`; `nrf.uri` is a placeholder that [`bring_up`] replaces with where the
+/// testbed's own NRF listens. For the benchmarks.
+pub fn on_loopback(mut config: TestbedConfig, dir: &std::path::Path) -> TestbedConfig {
+    config.data_dir = dir.to_owned();
+    config.database.url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
+    for nf in config.nf.values_mut() {
+        nf.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        nf.advertise = None;
+        nf.tls_cert = None;
+        nf.tls_key = None;
+    }
+    config.nrf.uri = "http://127.0.0.1:0".into();
+    config
+}
+
 /// The start order: NRF instances first, then AMFs, then the rest by name.
 pub fn start_order(config: &TestbedConfig) -> Vec<String> {
     let rank = |t: &str| match t.to_ascii_uppercase().as_str() {

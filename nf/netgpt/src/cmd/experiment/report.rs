@@ -74,6 +74,14 @@ pub struct Summary {
     pub max: f64,
 }
 
+/// Nearest-rank percentile `q` (0..1) of sorted values; 0 when there are none.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// Mean, p50, p95 and max of `v`.
 pub fn summarize(v: &[f64]) -> Summary {
     if v.is_empty() {
@@ -81,7 +89,7 @@ pub fn summarize(v: &[f64]) -> Summary {
     }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    let rank = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+    let rank = |q: f64| nearest_rank(&s, q);
     Summary {
         mean: s.iter().sum::<f64>() / s.len() as f64,
         p50: rank(0.5),
