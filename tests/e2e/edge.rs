@@ -198,6 +198,43 @@ impl Testbed {
         assert!(r.status().is_success(), "handover: {}", r.status());
     }
 
+    /// Registers at the CmP a copy of the shipped workflow `workflow` named `name`, with
+    /// generous time limits (a loaded test machine decodes far slower than the shipped
+    /// budget assumes: 300 s in all, 240 s per step), changed further by `edit`.
+    async fn register_relaxed_copy(
+        &self,
+        workflow: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) {
+        let shipped: Value = self
+            .http
+            .get(format!("{}/ncmp-wf/v1/workflows/{workflow}", self.cmp))
+            .await
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut spec = shipped["spec"].clone();
+        spec["name"] = json!(name);
+        spec["budgetMs"] = json!(300_000);
+        for step in spec["steps"].as_array_mut().unwrap() {
+            step["timeoutMs"] = json!(240_000);
+        }
+        edit(&mut spec);
+        let r = self
+            .http
+            .post(format!("{}/ncmp-wf/v1/workflows", self.cmp))
+            .await
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{name}");
+    }
+
     fn received(&self) -> Vec<Value> {
         self.received.lock().unwrap().clone()
     }
@@ -719,35 +756,16 @@ async fn the_cmp_runs_the_netgpt_workflow_through_the_edge_function() {
     let Some(tb) = start(|_| {}).await else {
         return;
     };
-    // The shipped workflow with few tokens and generous time limits: a loaded test machine
-    // decodes far slower than the shipped budget assumes.
-    let client = tb.http.clone();
-    let shipped: Value = client
-        .get(format!("{}/ncmp-wf/v1/workflows/netgpt", tb.cmp))
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut spec = shipped["spec"].clone();
-    spec["name"] = json!("netgpt-slow");
-    spec["budgetMs"] = json!(300_000);
-    for step in spec["steps"].as_array_mut().unwrap() {
-        step["timeoutMs"] = json!(240_000);
-        if step["id"] == "generate" {
-            step["params"]["maxTokens"] = json!(8);
+    // The shipped workflow with few tokens.
+    tb.register_relaxed_copy("netgpt", "netgpt-slow", |spec| {
+        for step in spec["steps"].as_array_mut().unwrap() {
+            if step["id"] == "generate" {
+                step["params"]["maxTokens"] = json!(8);
+            }
         }
-    }
-    let r = client
-        .post(format!("{}/ncmp-wf/v1/workflows", tb.cmp))
-        .await
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    })
+    .await;
+    let client = tb.http.clone();
     let prompt = "My name is Alice Martin. Recommend libraries";
     let r = client
         .post(format!("{}/ncmp-wf/v1/workflows/netgpt-slow/runs", tb.cmp))
@@ -808,33 +826,15 @@ async fn offload_and_splitting_run_as_cmp_workflows_at_the_ues_site() {
     let prompt = "What is the capital of France?";
     let mut texts = Vec::new();
     for (workflow, framework) in [("offload", "OFFLOAD"), ("splitting", "SPLITTING")] {
-        // The shipped workflow with few tokens and generous limits (a loaded test machine).
-        let shipped: Value = client
-            .get(format!("{}/ncmp-wf/v1/workflows/{workflow}", tb.cmp))
-            .await
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut spec = shipped["spec"].clone();
-        spec["name"] = json!(format!("{workflow}-test"));
-        spec["budgetMs"] = json!(300_000);
-        spec["steps"][0]["timeoutMs"] = json!(240_000);
-        spec["steps"][0]["params"]["maxTokens"] = json!(6);
-        // Lossless hidden states, so that the split answer is the whole model's.
-        if workflow == "splitting" {
-            spec["steps"][0]["params"]["lossless"] = json!(true);
-        }
-        let r = client
-            .post(format!("{}/ncmp-wf/v1/workflows", tb.cmp))
-            .await
-            .json(&spec)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "{workflow}");
+        // The shipped workflow (one step) with few tokens.
+        tb.register_relaxed_copy(workflow, &format!("{workflow}-test"), |spec| {
+            spec["steps"][0]["params"]["maxTokens"] = json!(6);
+            // Lossless hidden states, so that the split answer is the whole model's.
+            if workflow == "splitting" {
+                spec["steps"][0]["params"]["lossless"] = json!(true);
+            }
+        })
+        .await;
         let before = tb.received().len();
         let run: Value = client
             .post(format!(
